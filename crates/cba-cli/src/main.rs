@@ -1,0 +1,113 @@
+//! `cba`: certificate-based app-only authentication for Exchange Online in one command.
+//!
+//! Glue only: parse arguments, read env and files, call the library crates, print.
+
+mod cmd;
+mod exit;
+mod fsutil;
+mod output;
+mod secrets;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::exit::Exit;
+use crate::output::{ColorChoice, OutputFormat, Style};
+
+/// Certificate-based (app-only) authentication for Exchange Online, from any OS.
+#[derive(Debug, clap::Parser)]
+#[command(name = "cba", version, about, long_about = None, after_help = TOP_EXAMPLES, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Output format: text for people, json for scripts (stable snake_case keys). Data goes to stdout only.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+    /// More logs on stderr: -v request-level (tokens redacted), -vv everything.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Colour on stderr (NO_COLOR is honoured under auto).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+}
+
+const TOP_EXAMPLES: &str = "\
+Examples:
+  cba demo                                   # the whole flow against a local simulated tenant
+  cba cert new --name contoso-exo            # make contoso-exo.pfx + contoso-exo.cer
+  cba cert show contoso-exo.pfx --output json
+
+Exit codes: 0 ok, 2 usage, 3 bad input, 4 authentication, 5 permission, 6 remote service, 7 verification failed
+(docs/exit-codes.md).";
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Make and inspect certificates.
+    #[command(subcommand)]
+    Cert(cmd::cert::Command),
+    /// Print a shell completion script.
+    Completions(cmd::completions::Args),
+}
+
+/// Settings every command sees.
+#[derive(Debug, Clone, Copy)]
+pub struct Global {
+    pub output: OutputFormat,
+    pub verbose: u8,
+    pub style: Style,
+}
+
+/// A tokio runtime for commands that do network work.
+#[allow(dead_code, reason = "used by the network commands")]
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => Exit::Usage as u8,
+            });
+        }
+    };
+    let style = Style::new(cli.color, std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()));
+    init_logging(cli.verbose, style);
+    let global = Global { output: cli.output, verbose: cli.verbose, style };
+    let result = match cli.command {
+        Command::Cert(c) => cmd::cert::run(c, &global),
+        Command::Completions(a) => cmd::completions::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = exit::code_for(&e);
+            let _ = writeln!(std::io::stderr(), "{} {e:#}", style.error("error:"));
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+fn init_logging(verbose: u8, style: Style) {
+    let level = match verbose {
+        0 => return,
+        1 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(style.color())
+        .with_target(verbose > 1)
+        .try_init();
+}

@@ -1,0 +1,104 @@
+//! Output conventions: data on stdout (text for people or JSON for scripts), everything else on stderr.
+
+use std::io::{self, IsTerminal as _, Write as _};
+
+use serde::Serialize;
+
+/// `--output`: how a command prints its result. Not every command supports every format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned fields for people.
+    #[default]
+    Text,
+    /// One JSON document with stable snake_case keys.
+    Json,
+    /// One JSON object per line, streamed (`cba exo invoke`).
+    Jsonl,
+    /// A table (`cba exo invoke`).
+    Table,
+    /// Comma-separated values (`cba exo invoke`).
+    Csv,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stderr is a terminal and NO_COLOR is unset.
+    #[default]
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// Print `value` as pretty JSON on stdout, followed by a newline.
+pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Print aligned `label: value` lines on stdout.
+pub fn print_fields(fields: &[(&str, String)]) -> anyhow::Result<()> {
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = io::stdout().lock();
+    for (k, v) in fields {
+        writeln!(out, "{k:<width$}  {v}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Styles for stderr messages, honouring `--color` and NO_COLOR (https://no-color.org).
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    color: bool,
+}
+
+impl Style {
+    pub fn new(choice: ColorChoice, no_color_env: bool) -> Style {
+        let color = match choice {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => !no_color_env && io::stderr().is_terminal(),
+        };
+        Style { color }
+    }
+
+    pub fn color(self) -> bool {
+        self.color
+    }
+
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    }
+
+    pub fn error(self, text: &str) -> String {
+        self.paint("1;31", text)
+    }
+
+    pub fn warning(self, text: &str) -> String {
+        self.paint("1;33", text)
+    }
+
+    pub fn ok(self, text: &str) -> String {
+        self.paint("1;32", text)
+    }
+
+    pub fn dim(self, text: &str) -> String {
+        self.paint("2", text)
+    }
+}
+
+/// A warning line on stderr.
+pub fn warn(style: Style, message: impl std::fmt::Display) {
+    eprintln!("{} {message}", style.warning("warning:"));
+}
+
+/// A progress/info line on stderr.
+pub fn info(message: impl std::fmt::Display) {
+    eprintln!("{message}");
+}
