@@ -219,6 +219,49 @@ impl Clock {
     }
 }
 
+/// A boxed error from a [`TokenSource`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where a client gets its bearer token. Called before every request, so implementations cache and renew
+/// (a long Exchange listing outlives a token). `cba-token` implements it for certificate credentials.
+pub trait TokenSource: Send + Sync + std::fmt::Debug {
+    /// A token valid for at least the next few minutes.
+    fn token(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<String, BoxError>> + Send + '_>>;
+
+    /// The service rejected the last token as expired or invalid: forget any cached copy.
+    fn invalidate(&self) {}
+}
+
+/// A fixed token (an admin's `CBA_GRAPH_TOKEN`, a test). `Debug` prints `[redacted]`.
+#[derive(Clone)]
+pub struct StaticToken(String);
+
+impl StaticToken {
+    /// Wrap a token.
+    pub fn new(token: impl Into<String>) -> StaticToken {
+        StaticToken(token.into())
+    }
+}
+
+impl std::fmt::Debug for StaticToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StaticToken([redacted])")
+    }
+}
+
+impl TokenSource for StaticToken {
+    fn token(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<String, BoxError>> + Send + '_>> {
+        let token = self.0.clone();
+        Box::pin(async move { Ok(token) })
+    }
+}
+
+/// Redact a bearer token or assertion for logs: the first 8 characters and a length.
+pub fn redact(secret: &str) -> String {
+    let head: String = secret.chars().take(8).collect();
+    format!("{head}…[redacted, {} chars]", secret.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
