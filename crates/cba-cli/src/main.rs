@@ -6,6 +6,7 @@ mod cmd;
 mod exit;
 mod fsutil;
 mod output;
+mod profile;
 mod secrets;
 
 use std::io::Write as _;
@@ -47,6 +48,11 @@ enum Command {
     /// Make and inspect certificates.
     #[command(subcommand)]
     Cert(cmd::cert::Command),
+    /// Get an app-only access token with the app's certificate (for scripts: `$(cba token)`).
+    Token(Box<cmd::token::Args>),
+    /// A strict local simulated tenant (login, Graph, Exchange) for tests, demos and pipelines.
+    #[command(subcommand)]
+    Sim(cmd::sim::Command),
     /// Print a shell completion script.
     Completions(cmd::completions::Args),
 }
@@ -81,6 +87,8 @@ fn main() -> ExitCode {
     let global = Global { output: cli.output, verbose: cli.verbose, style };
     let result = match cli.command {
         Command::Cert(c) => cmd::cert::run(c, &global),
+        Command::Token(a) => cmd::token::run(*a, &global),
+        Command::Sim(c) => cmd::sim::run(c),
         Command::Completions(a) => cmd::completions::run(a),
     };
     match result {

@@ -2,3 +2,5 @@
 
 pub mod cert;
 pub mod completions;
+pub mod sim;
+pub mod token;

@@ -1,6 +1,7 @@
 //! Black-box tests of the `cba` binary. Modules named `e2e_*` are the end-to-end suites `cargo xtask e2e` runs.
 
 mod cert;
+mod e2e_token;
 
 use std::io::Write as _;
 use std::path::Path;

@@ -1,0 +1,88 @@
+//! The one wiremock responder behind every route: log, inject faults, dispatch by path to login, Graph or
+//! Exchange, and answer anything else with a Graph-shaped error (never wiremock's bare 404).
+
+use std::sync::{Mutex, MutexGuard};
+
+use wiremock::{Request, Respond, ResponseTemplate};
+
+use crate::clock::Clock;
+use crate::config::{Knobs, Service};
+use crate::http::{self, Reply};
+use crate::state::State;
+use crate::{RequestRecord, exchange, faults, graph, inspect, login};
+
+/// The request log keeps this many entries (a long `cba sim serve` must not grow without bound).
+const REQUEST_LOG_LIMIT: usize = 10_000;
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    pub(crate) knobs: Knobs,
+    pub(crate) clock: Clock,
+    /// `http://127.0.0.1:PORT`: the root standing for the login, Graph and Exchange hosts.
+    pub(crate) base_url: String,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a sim bug; keep serving with the data as it is.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Responder(pub(crate) std::sync::Arc<Shared>);
+
+/// Which simulated service a path belongs to (`None`: no service has it).
+pub(crate) fn classify(segments: &[String]) -> Option<Service> {
+    match segments.first().map(String::as_str) {
+        Some("v1.0" | "beta") => Some(Service::Graph),
+        Some("adminapi") => Some(Service::Exchange),
+        Some(_) if matches!(segments.get(1).map(String::as_str), Some("oauth2" | "v2.0" | "discovery")) => {
+            Some(Service::Login)
+        }
+        _ => None,
+    }
+}
+
+impl Respond for Responder {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let shared = &*self.0;
+        let segments = http::segments(request);
+        if segments.first().map(String::as_str) == Some("_sim") {
+            return inspect::handle(shared, request, &segments).into_template(std::time::Duration::ZERO);
+        }
+        let service = classify(&segments);
+        let mut state = shared.lock();
+        let fault = service.and_then(|s| faults::check(shared, &mut state, s, request));
+        let reply = match (fault, service) {
+            (Some(reply), _) => reply,
+            (None, Some(Service::Login)) => login::handle(shared, &mut state, request, &segments),
+            (None, Some(Service::Graph)) => graph::handle(shared, &mut state, request, &segments),
+            (None, Some(Service::Exchange)) => exchange::handle(shared, &state, request, &segments),
+            (None, None) => catch_all(shared, request, &segments),
+        };
+        record(&mut state, request, service, &reply);
+        drop(state);
+        reply.into_template(shared.knobs.latency)
+    }
+}
+
+fn catch_all(shared: &Shared, request: &Request, segments: &[String]) -> Reply {
+    let first = segments.first().map_or("", String::as_str);
+    let error = graph::GraphError::malformed(format!(
+        "Invalid version: '{first}'. cba-sim serves /v1.0/... (Graph), /{{tenant}}/oauth2/v2.0/... (login), /adminapi/beta/... (Exchange) and /_sim/... (inspection)."
+    ));
+    graph::error_reply(&error, &graph::RequestIds::of(request), shared.clock.now())
+}
+
+fn record(state: &mut State, request: &Request, service: Option<Service>, reply: &Reply) {
+    if state.requests.len() >= REQUEST_LOG_LIMIT {
+        state.requests.remove(0);
+    }
+    let path = match request.url.query() {
+        Some(query) => format!("{}?{query}", request.url.path()),
+        None => request.url.path().to_string(),
+    };
+    state.requests.push(RequestRecord { method: request.method.to_string(), path, status: reply.status, service });
+}

@@ -1,0 +1,672 @@
+//! The public face: [`SimTenant`] and its builder, seeding shortcuts and inspection.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cba_cert::Certificate;
+use serde::Serialize;
+use serde_json::Map;
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer};
+
+use crate::clock::Clock;
+use crate::config::{DuplicateRoleAssignment, Knobs, Service};
+use crate::inspect::{self, RequestRecord, StateSnapshot};
+use crate::server::{Responder, Shared};
+use crate::state::{
+    AppRoleAssignment, Application, DeviceCodeStatus, KeyCred, RoleAssignment, ServicePrincipal, State, Tenant,
+};
+use crate::wellknown::{self, ADMIN_SCOPES, EXCHANGE_APP_ID, MANAGE_AS_APP_ROLE_ID};
+use crate::{ids, login};
+
+/// The public client id the builder's admin token names (Microsoft Graph Command Line Tools).
+const ADMIN_CLIENT_ID: &str = "14d82eec-204b-4c2f-b7e8-296a70dab67e";
+
+/// Why a sim could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// The loopback port could not be bound.
+    #[error("cannot listen on 127.0.0.1:{port}; choose another --port or omit it for a free one")]
+    Bind {
+        /// The port asked for (0: any).
+        port: u16,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A tenant name that cannot be an `onmicrosoft.com` label, or a tenant id that is not a GUID.
+    #[error(
+        "invalid tenant {0:?}: names are letters, digits and '-' (they become <name>.onmicrosoft.com), ids are GUIDs"
+    )]
+    InvalidTenant(String),
+    /// Two tenants with the same name or id.
+    #[error("tenant {0:?} is configured twice")]
+    DuplicateTenant(String),
+}
+
+#[derive(Debug, Clone)]
+struct TenantSpec {
+    name: String,
+    id: Option<String>,
+    domain: Option<String>,
+}
+
+impl TenantSpec {
+    fn named(name: &str) -> TenantSpec {
+        TenantSpec { name: name.to_string(), id: None, domain: None }
+    }
+}
+
+/// Configures a [`SimTenant`]. Every knob has a realistic default; see the crate docs for the list.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SimTenantBuilder {
+    tenants: Vec<TenantSpec>,
+    knobs: Knobs,
+    clock_offset: time::Duration,
+    port: u16,
+}
+
+impl Default for SimTenantBuilder {
+    fn default() -> Self {
+        SimTenantBuilder {
+            tenants: vec![TenantSpec::named("contoso")],
+            knobs: Knobs::default(),
+            clock_offset: time::Duration::ZERO,
+            port: 0,
+        }
+    }
+}
+
+impl SimTenantBuilder {
+    /// Name of the primary tenant (default `contoso`): its domain becomes `<name>.onmicrosoft.com`.
+    pub fn tenant_name(mut self, name: &str) -> Self {
+        self.tenants[0].name = name.to_string();
+        self
+    }
+
+    /// Fixed id (GUID) for the primary tenant (default: random).
+    pub fn tenant_id(mut self, id: &str) -> Self {
+        self.tenants[0].id = Some(id.to_string());
+        self
+    }
+
+    /// Primary domain of the primary tenant (default `<name>.onmicrosoft.com`).
+    pub fn tenant_domain(mut self, domain: &str) -> Self {
+        self.tenants[0].domain = Some(domain.to_string());
+        self
+    }
+
+    /// Add another tenant (random id, `<name>.onmicrosoft.com`), with its own admin and pre-seeded objects.
+    pub fn tenant(mut self, name: &str) -> Self {
+        self.tenants.push(TenantSpec::named(name));
+        self
+    }
+
+    /// Listen on this loopback port (default: any free port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Delay every answer of the simulated services (login, Graph, Exchange) by this much.
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.knobs.latency = latency;
+        self
+    }
+
+    /// Objects created through Graph stay invisible to reads, dependent writes and token requests this long.
+    pub fn replication_delay(mut self, delay: Duration) -> Self {
+        self.knobs.replication_delay = delay;
+        self
+    }
+
+    /// Answer every `k`-th request with 429 + `Retry-After` (0: never).
+    pub fn throttle_every(mut self, k: u64) -> Self {
+        self.knobs.throttle.every = k;
+        self
+    }
+
+    /// Answer the first `n` requests with 429 + `Retry-After`.
+    pub fn throttle_burst(mut self, n: u64) -> Self {
+        self.knobs.throttle.burst = n;
+        self
+    }
+
+    /// The `Retry-After` of throttled and 503 answers (whole seconds, default 1).
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.knobs.retry_after_secs = after.as_secs();
+        self
+    }
+
+    /// Answer every `k`-th request with 503 (0: never).
+    pub fn fail_5xx_every(mut self, k: u64) -> Self {
+        self.knobs.fail_5xx.every = k;
+        self
+    }
+
+    /// Answer the first `n` requests with 503.
+    pub fn fail_5xx_burst(mut self, n: u64) -> Self {
+        self.knobs.fail_5xx.burst = n;
+        self
+    }
+
+    /// Which services the throttling and 5xx knobs apply to (default: all three). Requests are counted per
+    /// sim over these services only.
+    pub fn fault_services(mut self, services: impl IntoIterator<Item = Service>) -> Self {
+        self.knobs.fault_services = services.into_iter().collect();
+        self
+    }
+
+    /// Shift the sim's clock (positive: the sim is ahead of this machine).
+    pub fn clock_offset(mut self, offset: time::Duration) -> Self {
+        self.clock_offset = offset;
+        self
+    }
+
+    /// Lifetime of the access tokens the sim issues (default 3599 s).
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.knobs.token_lifetime_secs = lifetime.as_secs() as i64;
+        self
+    }
+
+    /// Clock skew tolerated on client assertions' `nbf`/`exp` (default 5 minutes).
+    pub fn clock_skew(mut self, skew: Duration) -> Self {
+        self.knobs.clock_skew_secs = skew.as_secs() as i64;
+        self
+    }
+
+    /// Longest accepted client assertion (`exp` − `nbf`, default 10 minutes).
+    pub fn max_assertion_lifetime(mut self, lifetime: Duration) -> Self {
+        self.knobs.max_assertion_lifetime_secs = lifetime.as_secs() as i64;
+        self
+    }
+
+    /// Refuse a client assertion whose `jti` was already redeemed, and one without `jti` (default true).
+    pub fn reject_replayed_jti(mut self, reject: bool) -> Self {
+        self.knobs.reject_replayed_jti = reject;
+        self
+    }
+
+    /// Also accept the v1 token URL (`{login}/{tenant}/oauth2/token`) as assertion `aud` (default false).
+    pub fn accept_v1_assertion_audience(mut self, accept: bool) -> Self {
+        self.knobs.accept_v1_assertion_audience = accept;
+        self
+    }
+
+    /// A device code is approved this long after it was issued (default 0: at the first poll).
+    pub fn device_code_delay(mut self, delay: Duration) -> Self {
+        self.knobs.device_code_delay = delay;
+        self
+    }
+
+    /// Whether device codes are approved automatically after the delay (default true). When false, only
+    /// [`SimTenant::approve_device_code`] approves them.
+    pub fn device_code_auto_approve(mut self, auto: bool) -> Self {
+        self.knobs.device_code_auto_approve = auto;
+        self
+    }
+
+    /// The polling `interval` the device-code answer announces; polling faster gets `slow_down` (default 5 s).
+    pub fn device_code_interval(mut self, interval: Duration) -> Self {
+        self.knobs.device_code_interval_secs = interval.as_secs();
+        self
+    }
+
+    /// Device-code lifetime (default 900 s).
+    pub fn device_code_expires_in(mut self, expires_in: Duration) -> Self {
+        self.knobs.device_code_expires_in_secs = expires_in.as_secs();
+        self
+    }
+
+    /// Mailboxes per tenant for Get-Mailbox (default 5; generated on the fly, so 10,000 is cheap).
+    pub fn mailboxes(mut self, count: usize) -> Self {
+        self.knobs.mailboxes = count;
+        self
+    }
+
+    /// Status for a duplicate directory role assignment (UNVERIFIED; default 400).
+    pub fn duplicate_role_assignment(mut self, answer: DuplicateRoleAssignment) -> Self {
+        self.knobs.duplicate_role_assignment = answer;
+        self
+    }
+
+    /// Start the sim.
+    ///
+    /// # Panics
+    /// When the configuration is invalid or the port cannot be bound; use [`SimTenantBuilder::try_start`] to
+    /// get the error instead.
+    pub async fn start(self) -> SimTenant {
+        match self.try_start().await {
+            Ok(sim) => sim,
+            Err(e) => panic!("cba-sim failed to start: {e}"),
+        }
+    }
+
+    /// Start the sim, or say why it cannot.
+    pub async fn try_start(self) -> Result<SimTenant, SimError> {
+        let mut seen: Vec<String> = Vec::new();
+        for spec in &self.tenants {
+            let label_ok = !spec.name.is_empty()
+                && spec.name.len() <= 48
+                && spec.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !label_ok {
+                return Err(SimError::InvalidTenant(spec.name.clone()));
+            }
+            if let Some(id) = &spec.id
+                && !ids::is_guid(id)
+            {
+                return Err(SimError::InvalidTenant(id.clone()));
+            }
+            let key = spec.name.to_ascii_lowercase();
+            if seen.contains(&key) {
+                return Err(SimError::DuplicateTenant(spec.name.clone()));
+            }
+            seen.push(key);
+        }
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port))
+            .map_err(|source| SimError::Bind { port: self.port, source })?;
+        // The signing key is made once per process (~100 ms of RSA key generation): off the async threads.
+        let _ = tokio::task::spawn_blocking(crate::jwt::signing_key).await;
+        let server = MockServer::builder().listener(listener).disable_request_recording().start().await;
+        let base_url = server.uri().trim_end_matches('/').to_string();
+        let clock = Clock::new(self.clock_offset);
+        let mut state = State::default();
+        let mut tenants = Vec::new();
+        for spec in &self.tenants {
+            let id = spec.id.clone().map(|i| i.to_ascii_lowercase()).unwrap_or_else(ids::guid);
+            let domain =
+                spec.domain.clone().unwrap_or_else(|| format!("{}.onmicrosoft.com", spec.name.to_ascii_lowercase()));
+            if state.tenants.iter().any(|t| t.id == id || t.domain.eq_ignore_ascii_case(&domain)) {
+                return Err(SimError::DuplicateTenant(id));
+            }
+            state.tenants.push(Tenant::new(id.clone(), spec.name.clone(), domain.clone(), self.knobs.mailboxes));
+            tenants.push(TenantInfo { id, name: spec.name.clone(), domain });
+        }
+        let shared = Arc::new(Shared { state: Mutex::new(state), knobs: self.knobs, clock, base_url });
+        Mock::given(any()).respond_with(Responder(shared.clone())).mount(&server).await;
+        Ok(SimTenant { server, shared, tenants })
+    }
+}
+
+/// A tenant held by a sim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct TenantInfo {
+    /// Tenant id (GUID).
+    pub id: String,
+    /// Short name.
+    pub name: String,
+    /// Primary domain.
+    pub domain: String,
+}
+
+/// An app registered by a seeding shortcut, with its service principal in [`SeededApp::tenant_id`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct SeededApp {
+    /// The tenant the service principal lives in.
+    pub tenant_id: String,
+    /// Client id.
+    pub app_id: String,
+    /// Application object id (in the app's home tenant).
+    pub object_id: String,
+    /// Service principal object id (in `tenant_id`).
+    pub service_principal_id: String,
+}
+
+/// What `cba sim serve` prints: the roots and credentials a client needs.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// Stands for `https://login.microsoftonline.com`.
+    pub login_url: String,
+    /// Stands for `https://graph.microsoft.com` (requests add `/v1.0`).
+    pub graph_url: String,
+    /// Stands for `https://outlook.office365.com`.
+    pub exchange_url: String,
+    /// Primary tenant id.
+    pub tenant_id: String,
+    /// Primary tenant domain.
+    pub tenant_domain: String,
+    /// Delegated Graph token of the primary tenant's admin.
+    pub admin_token: String,
+}
+
+impl std::fmt::Debug for ConnectionInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionInfo")
+            .field("login_url", &self.login_url)
+            .field("tenant_id", &self.tenant_id)
+            .field("admin_token", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running simulated tenant (or several). Dropping it stops the server.
+pub struct SimTenant {
+    server: MockServer,
+    shared: Arc<Shared>,
+    tenants: Vec<TenantInfo>,
+}
+
+impl std::fmt::Debug for SimTenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimTenant")
+            .field("url", &self.shared.base_url)
+            .field("tenants", &self.tenants)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimTenant {
+    /// A builder with the default knobs.
+    pub fn builder() -> SimTenantBuilder {
+        SimTenantBuilder::default()
+    }
+
+    /// Root standing for `https://login.microsoftonline.com` (no trailing slash).
+    pub fn login_url(&self) -> &str {
+        &self.shared.base_url
+    }
+
+    /// Root standing for `https://graph.microsoft.com`: request paths start with `/v1.0`.
+    pub fn graph_url(&self) -> &str {
+        &self.shared.base_url
+    }
+
+    /// Root standing for `https://outlook.office365.com`.
+    pub fn exchange_url(&self) -> &str {
+        &self.shared.base_url
+    }
+
+    /// The address the server listens on (always loopback).
+    pub fn address(&self) -> SocketAddr {
+        *self.server.address()
+    }
+
+    /// Primary tenant id.
+    pub fn tenant_id(&self) -> &str {
+        &self.tenants[0].id
+    }
+
+    /// Primary tenant domain (`contoso.onmicrosoft.com`).
+    pub fn tenant_domain(&self) -> &str {
+        &self.tenants[0].domain
+    }
+
+    /// Every tenant, the primary one first.
+    pub fn tenants(&self) -> &[TenantInfo] {
+        &self.tenants
+    }
+
+    /// A tenant by name, id or domain.
+    pub fn tenant(&self, key: &str) -> Option<&TenantInfo> {
+        self.tenants.iter().find(|t| {
+            t.name.eq_ignore_ascii_case(key) || t.id.eq_ignore_ascii_case(key) || t.domain.eq_ignore_ascii_case(key)
+        })
+    }
+
+    /// A delegated Graph token for the primary tenant's admin (Global Administrator) with the three setup
+    /// scopes, valid from the sim's current time for the token lifetime.
+    pub fn admin_token(&self) -> String {
+        self.admin_token_for(self.tenant_id()).unwrap_or_default()
+    }
+
+    /// The admin token of another tenant (by name, id or domain).
+    pub fn admin_token_for(&self, tenant: &str) -> Option<String> {
+        let state = self.shared.lock();
+        let index = self.tenant_index(&state, tenant)?;
+        let scopes: Vec<String> = ADMIN_SCOPES.iter().map(|s| s.to_string()).collect();
+        Some(login::mint_admin_token(&self.shared, &state.tenants[index], ADMIN_CLIENT_ID, &scopes))
+    }
+
+    /// What `cba sim serve` prints.
+    pub fn connection_info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            login_url: self.login_url().to_string(),
+            graph_url: self.graph_url().to_string(),
+            exchange_url: self.exchange_url().to_string(),
+            tenant_id: self.tenant_id().to_string(),
+            tenant_domain: self.tenant_domain().to_string(),
+            admin_token: self.admin_token(),
+        }
+    }
+
+    fn tenant_index(&self, state: &State, key: &str) -> Option<usize> {
+        let id = &self.tenant(key)?.id;
+        state.tenant_index(id)
+    }
+
+    fn seed(&self, tenant: &str, name: &str, certificates: &[&[u8]], audience: &str) -> SeededApp {
+        let mut state = self.shared.lock();
+        let index = self.tenant_index(&state, tenant).unwrap_or_else(|| panic!("seed_app: no tenant {tenant:?}"));
+        let now = self.shared.clock.now();
+        let key_credentials = certificates
+            .iter()
+            .enumerate()
+            .map(|(i, der)| {
+                let certificate = Certificate::from_der(der)
+                    .unwrap_or_else(|e| panic!("seed_app: certificate #{i} is not an X.509 DER certificate: {e}"));
+                KeyCred {
+                    key_id: ids::guid(),
+                    display_name: certificate.subject().to_string(),
+                    start: certificate.not_before(),
+                    end: certificate.not_after(),
+                    custom_key_identifier: certificate.thumbprint_sha1().to_vec(),
+                    certificate,
+                    visible_at_ms: i64::MIN,
+                }
+            })
+            .collect();
+        let app = Application {
+            id: ids::guid(),
+            app_id: ids::guid(),
+            display_name: name.to_string(),
+            sign_in_audience: audience.to_string(),
+            created: now,
+            key_credentials,
+            props: Map::new(),
+            visible_at_ms: i64::MIN,
+        };
+        let tenant = &mut state.tenants[index];
+        let sp = ServicePrincipal {
+            id: ids::guid(),
+            app_id: app.app_id.clone(),
+            display_name: name.to_string(),
+            app_roles: Vec::new(),
+            app_owner_organization_id: tenant.id.clone(),
+            sign_in_audience: audience.to_string(),
+            built_in: false,
+            props: Map::new(),
+            visible_at_ms: i64::MIN,
+        };
+        let seeded = SeededApp {
+            tenant_id: tenant.id.clone(),
+            app_id: app.app_id.clone(),
+            object_id: app.id.clone(),
+            service_principal_id: sp.id.clone(),
+        };
+        tenant.applications.push(app);
+        tenant.service_principals.push(sp);
+        seeded
+    }
+
+    /// Register an app with these certificates (DER) and its service principal in the primary tenant, already
+    /// replicated. No grants, no roles.
+    ///
+    /// # Panics
+    /// When a certificate is not X.509 DER.
+    pub async fn seed_app<C: AsRef<[u8]>>(&self, name: &str, certificates: &[C]) -> SeededApp {
+        let certs: Vec<&[u8]> = certificates.iter().map(AsRef::as_ref).collect();
+        self.seed(&self.tenants[0].id.clone(), name, &certs, "AzureADMyOrg")
+    }
+
+    /// Like [`SimTenant::seed_app`] in another tenant (by name, id or domain), optionally multi-tenant
+    /// (`AzureADMultipleOrgs`), so it can be consented elsewhere with [`SimTenant::seed_consent`].
+    ///
+    /// # Panics
+    /// When the tenant is unknown or a certificate is not X.509 DER.
+    pub async fn seed_app_in<C: AsRef<[u8]>>(
+        &self,
+        tenant: &str,
+        name: &str,
+        certificates: &[C],
+        multi_tenant: bool,
+    ) -> SeededApp {
+        let certs: Vec<&[u8]> = certificates.iter().map(AsRef::as_ref).collect();
+        let audience = if multi_tenant { "AzureADMultipleOrgs" } else { "AzureADMyOrg" };
+        self.seed(tenant, name, &certs, audience)
+    }
+
+    /// Admin consent of a multi-tenant app in another tenant: its service principal there.
+    ///
+    /// # Panics
+    /// When the tenant is unknown, or the app is not multi-tenant.
+    pub async fn seed_consent(&self, app: &SeededApp, tenant: &str) -> SeededApp {
+        let mut state = self.shared.lock();
+        let index = self.tenant_index(&state, tenant).unwrap_or_else(|| panic!("seed_consent: no tenant {tenant:?}"));
+        let (display_name, audience) = {
+            let app = state
+                .application_for(index, &app.app_id, i64::MAX)
+                .unwrap_or_else(|| panic!("seed_consent: app {} is not multi-tenant or does not exist", app.app_id));
+            (app.display_name.clone(), app.sign_in_audience.clone())
+        };
+        let home = state.home_tenant_of(&app.app_id).unwrap_or_default();
+        let sp = ServicePrincipal {
+            id: ids::guid(),
+            app_id: app.app_id.clone(),
+            display_name,
+            app_roles: Vec::new(),
+            app_owner_organization_id: home,
+            sign_in_audience: audience,
+            built_in: false,
+            props: Map::new(),
+            visible_at_ms: i64::MIN,
+        };
+        let tenant = &mut state.tenants[index];
+        let seeded = SeededApp {
+            tenant_id: tenant.id.clone(),
+            app_id: app.app_id.clone(),
+            object_id: app.object_id.clone(),
+            service_principal_id: sp.id.clone(),
+        };
+        tenant.service_principals.push(sp);
+        seeded
+    }
+
+    /// Grant the app's service principal `Exchange.ManageAsApp` (admin consent), already replicated.
+    pub async fn seed_grant_manage_as_app(&self, app: &SeededApp) {
+        self.seed_grant(app, EXCHANGE_APP_ID, MANAGE_AS_APP_ROLE_ID).await;
+    }
+
+    /// Grant an app role of a pre-seeded resource (`resource_app_id`; `app_role` is the role's id or value).
+    ///
+    /// # Panics
+    /// When the tenant, resource or role is unknown.
+    pub async fn seed_grant(&self, app: &SeededApp, resource_app_id: &str, app_role: &str) {
+        let mut state = self.shared.lock();
+        let index =
+            state.tenant_index(&app.tenant_id).unwrap_or_else(|| panic!("seed_grant: no tenant {}", app.tenant_id));
+        let tenant = &mut state.tenants[index];
+        let resource = tenant
+            .sp_by_app_id(resource_app_id, i64::MAX)
+            .unwrap_or_else(|| panic!("seed_grant: no resource service principal for {resource_app_id}"));
+        let role = resource
+            .app_roles
+            .iter()
+            .find(|r| r.id.eq_ignore_ascii_case(app_role) || r.value == app_role)
+            .unwrap_or_else(|| panic!("seed_grant: {resource_app_id} has no app role {app_role}"));
+        let assignment = AppRoleAssignment {
+            id: ids::opaque(),
+            principal_id: app.service_principal_id.clone(),
+            resource_id: resource.id.clone(),
+            app_role_id: role.id.clone(),
+            created: self.shared.clock.now(),
+            visible_at_ms: i64::MIN,
+        };
+        tenant.app_role_assignments.push(assignment);
+    }
+
+    /// Assign a directory role (template id, e.g. Exchange Administrator 29232cdf-...) to the app's service
+    /// principal, already replicated.
+    ///
+    /// # Panics
+    /// When the role is not one the sim knows.
+    pub async fn seed_role_assignment(&self, app: &SeededApp, role_template_id: &str) {
+        assert!(
+            wellknown::role_definition(role_template_id).is_some(),
+            "seed_role_assignment: unknown role template id {role_template_id}"
+        );
+        let mut state = self.shared.lock();
+        let index = state
+            .tenant_index(&app.tenant_id)
+            .unwrap_or_else(|| panic!("seed_role_assignment: no tenant {}", app.tenant_id));
+        state.tenants[index].role_assignments.push(RoleAssignment {
+            id: format!("{}-1", ids::opaque()),
+            role_definition_id: role_template_id.to_ascii_lowercase(),
+            principal_id: app.service_principal_id.clone(),
+            directory_scope_id: "/".into(),
+            visible_at_ms: i64::MIN,
+        });
+    }
+
+    /// An app-only access token for `resource` (`https://outlook.office365.com` or `https://graph.microsoft.com`,
+    /// or their appIds) as the token endpoint would issue it now, without the client-assertion round trip.
+    ///
+    /// # Panics
+    /// When the resource or the app's service principal is unknown.
+    pub fn app_token(&self, app: &SeededApp, resource: &str) -> String {
+        let resource =
+            wellknown::resource_for(resource).unwrap_or_else(|| panic!("app_token: unknown resource {resource}"));
+        let state = self.shared.lock();
+        let index =
+            state.tenant_index(&app.tenant_id).unwrap_or_else(|| panic!("app_token: no tenant {}", app.tenant_id));
+        let tenant = &state.tenants[index];
+        let name =
+            state.application_for(index, &app.app_id, i64::MAX).map(|a| a.display_name.clone()).unwrap_or_default();
+        login::mint_app_token(&self.shared, tenant, &app.app_id, &name, &app.service_principal_id, resource)
+    }
+
+    /// Everything the sim holds (same as `GET {graph_url}/_sim/state`).
+    pub async fn state(&self) -> StateSnapshot {
+        inspect::snapshot(&self.shared.lock(), self.shared.clock.now_ms())
+    }
+
+    /// The request log (same as `GET {graph_url}/_sim/requests`).
+    pub async fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// The sim's current time (system clock plus offset).
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.shared.clock.now()
+    }
+
+    /// Move the sim's clock forward (ends replication delays, expires tokens and device codes without sleeping).
+    pub fn advance_clock(&self, by: Duration) {
+        self.shared.clock.advance(time::Duration::try_from(by).unwrap_or(time::Duration::MAX));
+    }
+
+    /// User codes of the device codes still waiting for the admin.
+    pub fn pending_device_codes(&self) -> Vec<String> {
+        inspect::pending_device_codes(&self.shared.lock(), self.shared.clock.now_ms())
+    }
+
+    /// The admin approves this pending device code; false when none is pending under that user code.
+    pub fn approve_device_code(&self, user_code: &str) -> bool {
+        inspect::set_device_code(&mut self.shared.lock(), user_code, DeviceCodeStatus::Approved)
+    }
+
+    /// The admin declines: the next poll gets `authorization_declined`.
+    pub fn decline_device_code(&self, user_code: &str) -> bool {
+        inspect::set_device_code(&mut self.shared.lock(), user_code, DeviceCodeStatus::Declined)
+    }
+
+    /// The code expires now: the next poll gets `expired_token`.
+    pub fn expire_device_code(&self, user_code: &str) -> bool {
+        inspect::set_device_code(&mut self.shared.lock(), user_code, DeviceCodeStatus::Expired)
+    }
+}

@@ -1,0 +1,298 @@
+//! The directory data of every simulated tenant, behind one mutex.
+
+use std::collections::HashMap;
+
+use cba_cert::Certificate;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use crate::ids;
+use crate::wellknown::{EXCHANGE_APP_ID, EXCHANGE_APP_ROLES, GLOBAL_ADMINISTRATOR, GRAPH_APP_ID, GRAPH_APP_ROLES};
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) tenants: Vec<Tenant>,
+    /// Client-assertion `jti` values already redeemed, with the assertion's `exp` (Unix seconds).
+    pub(crate) used_jtis: HashMap<String, i64>,
+    pub(crate) device_codes: Vec<DeviceCode>,
+    pub(crate) refresh_tokens: HashMap<String, RefreshGrant>,
+    pub(crate) requests: Vec<crate::RequestRecord>,
+    /// Requests seen so far by the targeted services (drives the fault schedules).
+    pub(crate) fault_counter: u64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct AppRole {
+    pub(crate) id: String,
+    pub(crate) value: String,
+    pub(crate) display_name: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Tenant {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) domain: String,
+    pub(crate) admin_id: String,
+    pub(crate) admin_upn: String,
+    pub(crate) mailboxes: usize,
+    pub(crate) applications: Vec<Application>,
+    pub(crate) service_principals: Vec<ServicePrincipal>,
+    pub(crate) app_role_assignments: Vec<AppRoleAssignment>,
+    pub(crate) role_assignments: Vec<RoleAssignment>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Application {
+    pub(crate) id: String,
+    pub(crate) app_id: String,
+    pub(crate) display_name: String,
+    pub(crate) sign_in_audience: String,
+    pub(crate) created: OffsetDateTime,
+    pub(crate) key_credentials: Vec<KeyCred>,
+    /// Other writable properties as the client sent them (names validated).
+    pub(crate) props: Map<String, Value>,
+    pub(crate) visible_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct KeyCred {
+    pub(crate) key_id: String,
+    pub(crate) display_name: String,
+    pub(crate) start: OffsetDateTime,
+    pub(crate) end: OffsetDateTime,
+    pub(crate) custom_key_identifier: Vec<u8>,
+    pub(crate) certificate: Certificate,
+    pub(crate) visible_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ServicePrincipal {
+    pub(crate) id: String,
+    pub(crate) app_id: String,
+    pub(crate) display_name: String,
+    pub(crate) app_roles: Vec<AppRole>,
+    pub(crate) app_owner_organization_id: String,
+    pub(crate) sign_in_audience: String,
+    pub(crate) built_in: bool,
+    pub(crate) props: Map<String, Value>,
+    pub(crate) visible_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct AppRoleAssignment {
+    pub(crate) id: String,
+    pub(crate) principal_id: String,
+    pub(crate) resource_id: String,
+    pub(crate) app_role_id: String,
+    pub(crate) created: OffsetDateTime,
+    pub(crate) visible_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RoleAssignment {
+    pub(crate) id: String,
+    pub(crate) role_definition_id: String,
+    pub(crate) principal_id: String,
+    pub(crate) directory_scope_id: String,
+    pub(crate) visible_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeviceCodeStatus {
+    Pending,
+    Approved,
+    Declined,
+    Expired,
+    Redeemed,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DeviceCode {
+    pub(crate) device_code: String,
+    pub(crate) user_code: String,
+    pub(crate) client_id: String,
+    pub(crate) tenant_id: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) issued_ms: i64,
+    pub(crate) expires_ms: i64,
+    pub(crate) status: DeviceCodeStatus,
+    pub(crate) last_poll_ms: Option<i64>,
+}
+
+/// What a refresh token issued by the device-code flow stands for.
+#[derive(Debug, Clone)]
+pub(crate) struct RefreshGrant {
+    pub(crate) tenant_id: String,
+    pub(crate) client_id: String,
+    pub(crate) scope: String,
+}
+
+impl Application {
+    pub(crate) fn is_multi_tenant(&self) -> bool {
+        matches!(self.sign_in_audience.as_str(), "AzureADMultipleOrgs" | "AzureADandPersonalMicrosoftAccount")
+    }
+}
+
+impl Tenant {
+    pub(crate) fn new(id: String, name: String, domain: String, mailboxes: usize) -> Tenant {
+        let admin_upn = format!("admin@{domain}");
+        let mut tenant = Tenant {
+            id,
+            name,
+            domain,
+            admin_id: ids::guid(),
+            admin_upn,
+            mailboxes,
+            applications: Vec::new(),
+            service_principals: Vec::new(),
+            app_role_assignments: Vec::new(),
+            role_assignments: Vec::new(),
+        };
+        let microsoft_tenant = "f8cdef31-a31e-4b4a-93e4-5f571e91255a".to_string();
+        for (app_id, name, roles) in [
+            (EXCHANGE_APP_ID, "Office 365 Exchange Online", EXCHANGE_APP_ROLES),
+            (GRAPH_APP_ID, "Microsoft Graph", GRAPH_APP_ROLES),
+        ] {
+            tenant.service_principals.push(ServicePrincipal {
+                id: ids::guid(),
+                app_id: app_id.to_string(),
+                display_name: name.to_string(),
+                app_roles: roles
+                    .iter()
+                    .map(|(id, value, display)| AppRole {
+                        id: id.to_string(),
+                        value: value.to_string(),
+                        display_name: display.to_string(),
+                    })
+                    .collect(),
+                app_owner_organization_id: microsoft_tenant.clone(),
+                sign_in_audience: "AzureADMultipleOrgs".into(),
+                built_in: true,
+                props: Map::new(),
+                visible_at_ms: i64::MIN,
+            });
+        }
+        tenant
+    }
+
+    /// The role template ids the admin user holds.
+    pub(crate) fn admin_roles(&self) -> Vec<String> {
+        vec![GLOBAL_ADMINISTRATOR.to_string()]
+    }
+
+    pub(crate) fn app(&self, id: &str, now_ms: i64) -> Option<&Application> {
+        self.applications.iter().find(|a| a.id.eq_ignore_ascii_case(id) && a.visible_at_ms <= now_ms)
+    }
+
+    pub(crate) fn app_mut(&mut self, id: &str, now_ms: i64) -> Option<&mut Application> {
+        self.applications.iter_mut().find(|a| a.id.eq_ignore_ascii_case(id) && a.visible_at_ms <= now_ms)
+    }
+
+    pub(crate) fn app_by_app_id(&self, app_id: &str, now_ms: i64) -> Option<&Application> {
+        self.applications.iter().find(|a| a.app_id.eq_ignore_ascii_case(app_id) && a.visible_at_ms <= now_ms)
+    }
+
+    pub(crate) fn sp(&self, id: &str, now_ms: i64) -> Option<&ServicePrincipal> {
+        self.service_principals.iter().find(|s| s.id.eq_ignore_ascii_case(id) && s.visible_at_ms <= now_ms)
+    }
+
+    pub(crate) fn sp_by_app_id(&self, app_id: &str, now_ms: i64) -> Option<&ServicePrincipal> {
+        self.service_principals.iter().find(|s| s.app_id.eq_ignore_ascii_case(app_id) && s.visible_at_ms <= now_ms)
+    }
+
+    /// Whether a service principal for `app_id` exists at all, replicated or not.
+    pub(crate) fn sp_exists_for(&self, app_id: &str) -> bool {
+        self.service_principals.iter().any(|s| s.app_id.eq_ignore_ascii_case(app_id))
+    }
+
+    /// The values of the app roles `principal_id` holds on the resource with `resource_app_id`.
+    pub(crate) fn granted_roles(&self, principal_id: &str, resource_app_id: &str, now_ms: i64) -> Vec<String> {
+        let Some(resource) = self.sp_by_app_id(resource_app_id, now_ms) else {
+            return Vec::new();
+        };
+        let mut roles: Vec<String> = self
+            .app_role_assignments
+            .iter()
+            .filter(|a| a.principal_id == principal_id && a.resource_id == resource.id && a.visible_at_ms <= now_ms)
+            .filter_map(|a| resource.app_roles.iter().find(|r| r.id == a.app_role_id))
+            .map(|r| r.value.clone())
+            .collect();
+        roles.sort();
+        roles.dedup();
+        roles
+    }
+
+    /// Directory role template ids assigned to `principal_id`.
+    pub(crate) fn directory_roles(&self, principal_id: &str, now_ms: i64) -> Vec<String> {
+        let mut roles: Vec<String> = self
+            .role_assignments
+            .iter()
+            .filter(|r| r.principal_id == principal_id && r.visible_at_ms <= now_ms)
+            .map(|r| r.role_definition_id.clone())
+            .collect();
+        roles.sort();
+        roles.dedup();
+        roles
+    }
+
+    /// Remove a service principal and everything that points at it.
+    pub(crate) fn delete_sp(&mut self, id: &str) {
+        self.service_principals.retain(|s| s.id != id);
+        self.app_role_assignments.retain(|a| a.principal_id != id && a.resource_id != id);
+        self.role_assignments.retain(|r| r.principal_id != id);
+    }
+
+    /// Remove an application, its service principal here, and that principal's grants and roles.
+    pub(crate) fn delete_app(&mut self, id: &str) -> Option<Application> {
+        let index = self.applications.iter().position(|a| a.id == id)?;
+        let app = self.applications.remove(index);
+        let sp_ids: Vec<String> =
+            self.service_principals.iter().filter(|s| s.app_id == app.app_id).map(|s| s.id.clone()).collect();
+        for sp in sp_ids {
+            self.delete_sp(&sp);
+        }
+        Some(app)
+    }
+}
+
+impl State {
+    pub(crate) fn tenant(&self, id_or_domain: &str) -> Option<&Tenant> {
+        self.tenants
+            .iter()
+            .find(|t| t.id.eq_ignore_ascii_case(id_or_domain) || t.domain.eq_ignore_ascii_case(id_or_domain))
+    }
+
+    pub(crate) fn tenant_index(&self, id_or_domain: &str) -> Option<usize> {
+        self.tenants
+            .iter()
+            .position(|t| t.id.eq_ignore_ascii_case(id_or_domain) || t.domain.eq_ignore_ascii_case(id_or_domain))
+    }
+
+    /// The application object behind `app_id` as `tenant_index` sees it: its own registration, or a
+    /// multi-tenant app registered in another tenant of this sim (the home tenant's replication applies).
+    pub(crate) fn application_for(&self, tenant_index: usize, app_id: &str, now_ms: i64) -> Option<&Application> {
+        if let Some(app) = self.tenants[tenant_index].app_by_app_id(app_id, now_ms) {
+            return Some(app);
+        }
+        self.tenants
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != tenant_index)
+            .filter_map(|(_, t)| t.app_by_app_id(app_id, now_ms))
+            .find(|a| a.is_multi_tenant())
+    }
+
+    /// Home tenant id of an application (for `appOwnerOrganizationId`).
+    pub(crate) fn home_tenant_of(&self, app_id: &str) -> Option<String> {
+        self.tenants
+            .iter()
+            .find(|t| t.applications.iter().any(|a| a.app_id.eq_ignore_ascii_case(app_id)))
+            .map(|t| t.id.clone())
+    }
+
+    /// Forget redeemed `jti`s whose assertion has expired anyway.
+    pub(crate) fn prune_jtis(&mut self, now_secs: i64, skew: i64) {
+        self.used_jtis.retain(|_, exp| exp.saturating_add(skew) >= now_secs);
+    }
+}

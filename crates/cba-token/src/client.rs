@@ -1,0 +1,430 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use crate::assertion::{AssertionOptions, ClientAssertion, ClientCertificate};
+use crate::cache::{CacheKey, TokenCache};
+use crate::clock::{Clock, SystemClock};
+use crate::cloud::{Authority, Cloud, Endpoints, Resource};
+use crate::error::{Error, Result};
+use crate::http::{HttpOptions, default_http_client};
+use crate::response::{excerpt, parse_error, parse_token};
+use crate::retry::{RetryPolicy, parse_retry_after};
+use crate::token::AccessToken;
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Form fields whose values are secrets: never logged.
+const SECRET_FIELDS: &[&str] = &["client_assertion", "device_code", "refresh_token", "client_secret", "code"];
+
+/// Gets app-only tokens from a login service, with retries and an optional cache. Cheap to clone.
+///
+/// Build with [`TokenClient::builder`].
+#[derive(Clone)]
+pub struct TokenClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoints: Endpoints,
+    http: reqwest::Client,
+    retry: RetryPolicy,
+    cache: Option<TokenCache>,
+    clock: Arc<dyn Clock>,
+    assertion: AssertionOptions,
+}
+
+/// Settings for a [`TokenClient`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct TokenClientBuilder {
+    cloud: Cloud,
+    authority: Option<Authority>,
+    graph_root: Option<String>,
+    exchange_root: Option<String>,
+    http: Option<reqwest::Client>,
+    retry: RetryPolicy,
+    cache: Option<TokenCache>,
+    clock: Option<Arc<dyn Clock>>,
+    assertion: AssertionOptions,
+}
+
+impl TokenClientBuilder {
+    /// The cloud (default global): login root and resource URLs.
+    pub fn cloud(mut self, cloud: Cloud) -> Self {
+        self.cloud = cloud;
+        self
+    }
+
+    /// Use another login root (`--authority-host`, `AZURE_AUTHORITY_HOST`, or `cba sim`'s URL).
+    pub fn authority(mut self, authority: Authority) -> Self {
+        self.authority = Some(authority);
+        self
+    }
+
+    /// Override the Microsoft Graph resource root.
+    pub fn graph_root(mut self, root: impl Into<String>) -> Self {
+        self.graph_root = Some(root.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Override the Exchange Online resource root (for example for DoD, see [`Cloud::exchange_root`]).
+    pub fn exchange_root(mut self, root: impl Into<String>) -> Self {
+        self.exchange_root = Some(root.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// The HTTP client (default: [`default_http_client`] with default options).
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Retries for 429, 5xx and network failures (default [`RetryPolicy::default`]).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Cache tokens (default: no cache).
+    pub fn cache(mut self, cache: TokenCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The clock (default [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// How client assertions are made (default PS256, no `x5c`, 10 minutes).
+    pub fn assertion_options(mut self, options: AssertionOptions) -> Self {
+        self.assertion = options;
+        self
+    }
+
+    /// Build the client (and, when none was given, the default HTTP client).
+    pub fn build(self) -> Result<TokenClient> {
+        let mut endpoints = self.cloud.endpoints();
+        if let Some(a) = self.authority {
+            endpoints.authority = a;
+        }
+        if let Some(g) = self.graph_root {
+            endpoints.graph_root = g;
+        }
+        if let Some(e) = self.exchange_root {
+            endpoints.exchange_root = e;
+        }
+        let http = match self.http {
+            Some(h) => h,
+            None => default_http_client(&HttpOptions::default())?,
+        };
+        Ok(TokenClient {
+            inner: Arc::new(Inner {
+                endpoints,
+                http,
+                retry: self.retry,
+                cache: self.cache,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                assertion: self.assertion,
+            }),
+        })
+    }
+}
+
+/// Settings for [`TokenClient::wait_until_ready`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitOptions {
+    /// Give up after this long.
+    pub timeout: Duration,
+    /// First wait between tries (doubles each time).
+    pub initial_backoff: Duration,
+    /// Longest wait between tries.
+    pub max_backoff: Duration,
+}
+
+impl WaitOptions {
+    /// Wait up to `timeout`, trying after 2 s, 4 s, 8 s, ... at most every 30 s.
+    pub fn new(timeout: Duration) -> WaitOptions {
+        WaitOptions { timeout, initial_backoff: Duration::from_secs(2), max_backoff: Duration::from_secs(30) }
+    }
+}
+
+/// Reported by [`TokenClient::wait_until_ready`] before each wait.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ReadyProgress<'a> {
+    /// Tries so far.
+    pub attempt: u32,
+    /// Time since the first try.
+    pub elapsed: Duration,
+    /// The wait before the next try.
+    pub next_try_in: Duration,
+    /// Why the last try failed (AADSTS700016 or 700027).
+    pub error: &'a Error,
+}
+
+/// A successful (2xx) answer.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+}
+
+impl TokenClient {
+    /// Start configuring a client.
+    pub fn builder() -> TokenClientBuilder {
+        TokenClientBuilder::default()
+    }
+
+    /// The login root.
+    pub fn authority(&self) -> &Authority {
+        &self.inner.endpoints.authority
+    }
+
+    /// Login root and resource URLs in use.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.inner.endpoints
+    }
+
+    /// The cache, if any.
+    pub fn cache(&self) -> Option<&TokenCache> {
+        self.inner.cache.as_ref()
+    }
+
+    /// The client's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    /// The scope for `resource` in this client's cloud.
+    pub fn scope_for(&self, resource: &Resource) -> String {
+        resource.scope(&self.inner.endpoints)
+    }
+
+    /// The cache key for `cert`'s token for `scope`.
+    pub fn cache_key(&self, cert: &ClientCertificate, scope: &str) -> CacheKey {
+        CacheKey::new(
+            self.authority(),
+            cert.tenant(),
+            cert.client_id(),
+            scope,
+            &cert.certificate().thumbprint_sha1_hex(),
+        )
+    }
+
+    /// A client assertion for `cert`'s token endpoint, signed now, not sent anywhere.
+    pub fn client_assertion(&self, cert: &ClientCertificate) -> Result<ClientAssertion> {
+        let url = self.authority().token_url(cert.tenant());
+        cert.sign_assertion(&url, &self.inner.assertion, self.now())
+    }
+
+    /// An app-only token for `resource`: from the cache when one with 5 minutes left is there, else from the
+    /// token endpoint (then cached).
+    pub async fn get_token(&self, cert: &ClientCertificate, resource: &Resource) -> Result<AccessToken> {
+        let scope = self.scope_for(resource);
+        self.get_token_for_scope(cert, &scope).await
+    }
+
+    /// [`get_token`](Self::get_token) for an explicit scope (`<resource>/.default`).
+    pub async fn get_token_for_scope(&self, cert: &ClientCertificate, scope: &str) -> Result<AccessToken> {
+        if let Some(cache) = &self.inner.cache
+            && let Some(token) = cache.get(&self.cache_key(cert, scope), self.now())
+        {
+            tracing::debug!(scope, "token cache hit");
+            return Ok(token);
+        }
+        self.fetch_token(cert, scope).await
+    }
+
+    /// Ask the token endpoint for a new token (skipping the cache lookup), and cache it.
+    pub async fn fetch_token(&self, cert: &ClientCertificate, scope: &str) -> Result<AccessToken> {
+        let url = self.authority().token_url(cert.tenant());
+        let options = &self.inner.assertion;
+        let answer = self
+            .post_form(&url, || {
+                let assertion = cert.sign_assertion(&url, options, self.now())?;
+                Ok(vec![
+                    ("grant_type", "client_credentials".to_owned()),
+                    ("client_id", cert.client_id().to_owned()),
+                    ("scope", scope.to_owned()),
+                    ("client_assertion_type", JWT_BEARER.to_owned()),
+                    ("client_assertion", assertion.expose().to_owned()),
+                ])
+            })
+            .await?;
+        let now = self.now();
+        let token = parse_token(&answer.body, now, scope).map_err(|detail| Error::UnexpectedResponse {
+            url: url.clone(),
+            status: answer.status,
+            detail,
+        })?;
+        if let Some(cache) = &self.inner.cache
+            && let Err(e) = cache.put(&self.cache_key(cert, scope), &token, now)
+        {
+            tracing::warn!(error = %e, "could not store the token in the cache");
+        }
+        Ok(token)
+    }
+
+    /// Get a token, waiting through AADSTS700016 (app not replicated yet) and AADSTS700027 (certificate not
+    /// replicated yet) with backoff until `options.timeout`. `progress` is called before each wait.
+    pub async fn wait_until_ready(
+        &self,
+        cert: &ClientCertificate,
+        resource: &Resource,
+        options: &WaitOptions,
+        mut progress: impl FnMut(&ReadyProgress<'_>),
+    ) -> Result<AccessToken> {
+        let scope = self.scope_for(resource);
+        let start = self.now();
+        let mut wait = options.initial_backoff;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.get_token_for_scope(cert, &scope).await {
+                Err(e) if e.is_replication_pending() => {
+                    let elapsed = since(start, self.now());
+                    if elapsed + wait > options.timeout {
+                        return Err(Error::GaveUp { attempts: attempt, elapsed, last: Box::new(e) });
+                    }
+                    progress(&ReadyProgress { attempt, elapsed, next_try_in: wait, error: &e });
+                    self.inner.clock.sleep(wait).await;
+                    wait = (wait * 2).min(options.max_backoff);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// POST a form with the retry policy. Returns 2xx answers; OAuth error bodies become [`Error::Token`].
+    /// `form` is called for each attempt (so each gets a fresh client assertion).
+    pub(crate) async fn post_form(
+        &self,
+        url: &str,
+        mut form: impl FnMut() -> Result<Vec<(&'static str, String)>>,
+    ) -> Result<Answer> {
+        let policy = &self.inner.retry;
+        let start = self.now();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let fields = form()?;
+            let left = policy.deadline.saturating_sub(since(start, self.now()));
+            let timeout = policy.request_timeout.min(left).max(Duration::from_millis(100));
+            tracing::trace!(url, form = %Redacted(&fields), "POST");
+            let sent = Instant::now();
+            let result = self.inner.http.post(url).form(&fields).timeout(timeout).send().await;
+            drop(fields);
+            let (failure, retry_after) = match result {
+                Err(e) => {
+                    tracing::debug!(method = "POST", url, attempt, elapsed_ms = ms(sent), error = %e, "request failed");
+                    (Error::Http { url: url.to_owned(), source: without_url(e) }, None)
+                }
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, self.now()));
+                    match response.bytes().await {
+                        Err(e) => {
+                            tracing::debug!(method = "POST", url, status, attempt, elapsed_ms = ms(sent), error = %e, "reading the answer failed");
+                            (Error::Http { url: url.to_owned(), source: without_url(e) }, retry_after)
+                        }
+                        Ok(body) => {
+                            tracing::debug!(
+                                method = "POST",
+                                url,
+                                status,
+                                attempt,
+                                elapsed_ms = ms(sent),
+                                "token endpoint"
+                            );
+                            if (200..300).contains(&status) {
+                                return Ok(Answer { status, body: body.to_vec() });
+                            }
+                            let error = parse_error(status, &body).unwrap_or_else(|| Error::UnexpectedResponse {
+                                url: url.to_owned(),
+                                status,
+                                detail: excerpt(&body),
+                            });
+                            let retryable = status == 429
+                                || status >= 500
+                                || error.oauth_error() == Some("temporarily_unavailable");
+                            if !retryable {
+                                return Err(error);
+                            }
+                            (error, retry_after)
+                        }
+                    }
+                }
+            };
+            let elapsed = since(start, self.now());
+            if policy.max_attempts <= 1 {
+                return Err(failure);
+            }
+            if attempt >= policy.max_attempts {
+                return Err(Error::GaveUp { attempts: attempt, elapsed, last: Box::new(failure) });
+            }
+            let wait = policy.wait(attempt, retry_after);
+            if elapsed + wait > policy.deadline {
+                tracing::debug!(url, attempt, wait_ms = wait.as_millis() as u64, "next retry would pass the deadline");
+                return Err(Error::GaveUp { attempts: attempt, elapsed, last: Box::new(failure) });
+            }
+            tracing::debug!(url, attempt, wait_ms = wait.as_millis() as u64, error = %failure, "retrying");
+            self.inner.clock.sleep(wait).await;
+        }
+    }
+}
+
+impl fmt::Debug for TokenClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenClient")
+            .field("endpoints", &self.inner.endpoints)
+            .field("retry", &self.inner.retry)
+            .field("cache", &self.inner.cache)
+            .field("clock", &self.inner.clock)
+            .field("assertion", &self.inner.assertion)
+            .finish_non_exhaustive()
+    }
+}
+
+fn since(start: OffsetDateTime, now: OffsetDateTime) -> Duration {
+    (now - start).try_into().unwrap_or(Duration::ZERO)
+}
+
+fn ms(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}
+
+/// Our error already names the URL; reqwest's would repeat it.
+fn without_url(e: reqwest::Error) -> reqwest::Error {
+    e.without_url()
+}
+
+/// Form fields for logs: names, and values except secrets.
+struct Redacted<'a>(&'a [(&'static str, String)]);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, value)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("&")?;
+            }
+            if SECRET_FIELDS.contains(name) {
+                write!(f, "{name}=[redacted]")?;
+            } else {
+                write!(f, "{name}={value}")?;
+            }
+        }
+        Ok(())
+    }
+}

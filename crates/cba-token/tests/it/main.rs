@@ -1,0 +1,13 @@
+//! Integration tests for cba-token: one binary, one module per area.
+
+mod admin;
+mod assertion;
+mod authority;
+mod cache;
+mod docs;
+mod http;
+mod jwt;
+mod secrets;
+mod sim;
+mod support;
+mod token_endpoint;
