@@ -12,7 +12,8 @@ use crate::{cargo, root, run};
 pub fn run_bench(args: &[&str]) -> anyhow::Result<()> {
     match args {
         ["cert", rest @ ..] => cert(runs(rest)?),
-        _ => bail!("usage: cargo xtask bench cert [--runs N]"),
+        ["token", rest @ ..] => token(runs(rest)?),
+        _ => bail!("usage: cargo xtask bench cert|token [--runs N]"),
     }
 }
 
@@ -134,4 +135,110 @@ pub fn tempdir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("cba-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// A running `cba sim serve`, killed on drop.
+pub struct SimProcess {
+    child: std::process::Child,
+    pub info: std::collections::HashMap<String, String>,
+}
+
+impl SimProcess {
+    pub fn start(cba: &Path, args: &[&str]) -> anyhow::Result<SimProcess> {
+        use std::io::BufRead as _;
+        let mut child = Command::new(cba)
+            .args(["sim", "serve"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting cba sim serve")?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+        let info = parse_flat_json(&line).context("cba sim serve printed no JSON line")?;
+        Ok(SimProcess { child, info })
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sim's one-line JSON object of strings (xtask keeps its dependencies few).
+fn parse_flat_json(line: &str) -> Option<std::collections::HashMap<String, String>> {
+    let body = line.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut map = std::collections::HashMap::new();
+    for pair in body.split("\",\"") {
+        let pair = pair.trim_matches('"');
+        let (k, v) = pair.split_once("\":\"")?;
+        map.insert(k.to_string(), v.to_string());
+    }
+    Some(map)
+}
+
+/// Peak RSS in KiB of a command, via /usr/bin/time (GNU time) when present.
+pub fn peak_rss_kib(cmd: &Command) -> anyhow::Result<Option<u64>> {
+    if !Path::new("/usr/bin/time").exists() {
+        return Ok(None);
+    }
+    let mut timed = Command::new("/usr/bin/time");
+    timed.arg("-f").arg("%M").arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    let out = timed.stdout(Stdio::null()).output()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    Ok(text.lines().last().and_then(|l| l.trim().parse().ok()))
+}
+
+/// `cba token`: cache hit, cache miss against the sim on loopback, peak RSS.
+fn token(n: usize) -> anyhow::Result<()> {
+    let cba = release_binary()?;
+    let dir = tempdir()?;
+    let status = Command::new(&cba)
+        .args(["cert", "new", "--name", "bench", "--no-password", "--out-dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("cba cert new failed");
+    }
+    let cer = dir.join("bench.cer");
+    let sim = SimProcess::start(&cba, &["--seed-app-cert", cer.to_str().expect("utf-8 temp path")])?;
+    let cache = dir.join("cache");
+    let make = |extra: &[&str]| {
+        let mut cmd = Command::new(&cba);
+        cmd.arg("token")
+            .args(extra)
+            .env("AZURE_TENANT_ID", &sim.info["tenant_id"])
+            .env("AZURE_CLIENT_ID", &sim.info["seeded_app_id"])
+            .env("AZURE_CLIENT_CERTIFICATE_PATH", dir.join("bench.pfx"))
+            .env("AZURE_AUTHORITY_HOST", &sim.info["login_url"])
+            .env("XDG_CACHE_HOME", &cache)
+            .env_remove("CBA_PFX_PASSWORD");
+        cmd
+    };
+    // Warm the cache once, then interleave hits and misses.
+    time(&mut make(&[]))?;
+    let (mut hits, mut misses) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        hits.push(time(&mut make(&[]))?);
+        misses.push(time(&mut make(&["--no-cache"]))?);
+    }
+    let rss_hit = peak_rss_kib(&make(&[]))?;
+    let rss_miss = peak_rss_kib(&make(&["--no-cache"]))?;
+    let (h, m) = (median(&mut hits), median(&mut misses));
+    let kib = |v: Option<u64>| v.map(|k| format!("{:.1} MB", k as f64 / 1024.0)).unwrap_or_else(|| "n/a".into());
+    println!("| `cba token` (whole process) | median (ms) | target | peak RSS | runs |");
+    println!("|---|---|---|---|---|");
+    println!("| cache hit | {} | ≤ 5 ms | {} | {n} |", ms(h), kib(rss_hit));
+    println!("| cache miss, sim on loopback | {} | ≤ 25 ms | {} | {n} |", ms(m), kib(rss_miss));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }

@@ -17,8 +17,11 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// The whole operation, waits included, ends by then.
     pub deadline: Duration,
-    /// Randomise each backoff between 50% and 100% of its value (spreads out clients retrying together).
+    /// Randomise each backoff between 50% and 100% of its value, and add up to 10% (at most 1 s) to a
+    /// `Retry-After` (spreads out clients retrying together).
     pub jitter: bool,
+    /// Timeout of each single request (also bounded by what is left of the deadline).
+    pub request_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -29,6 +32,7 @@ impl Default for RetryPolicy {
             max_backoff: Duration::from_secs(60),
             deadline: Duration::from_secs(300),
             jitter: true,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -47,7 +51,13 @@ impl RetryPolicy {
             max_backoff: Duration::from_millis(200),
             deadline: Duration::from_secs(10),
             jitter: false,
+            request_timeout: Duration::from_secs(5),
         }
+    }
+
+    /// The timeout for one request when `elapsed` of the deadline is spent (at least 100 ms).
+    pub fn request_timeout_after(&self, elapsed: Duration) -> Duration {
+        self.request_timeout.min(self.deadline.saturating_sub(elapsed)).max(Duration::from_millis(100))
     }
 
     /// Set the deadline.
@@ -57,9 +67,15 @@ impl RetryPolicy {
     }
 
     /// The wait before attempt `attempt + 1` (attempt counts from 1), given the server's `Retry-After`.
+    /// A `Retry-After` is honoured as given (the deadline still bounds the whole operation).
     pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(after) = retry_after {
-            return after.min(self.max_backoff);
+            let extra = if self.jitter {
+                (after / 10).min(Duration::from_secs(1)).mul_f64(random_unit())
+            } else {
+                Duration::ZERO
+            };
+            return after + extra;
         }
         let exp = self.initial_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let capped = exp.min(self.max_backoff);
@@ -100,47 +116,81 @@ pub struct RetryEvent {
     pub elapsed: Duration,
 }
 
+/// How a retried operation went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryStats {
+    /// Attempts made, the first included.
+    pub attempts: u32,
+    /// Time spent, waits included.
+    pub elapsed: Duration,
+    /// The classifier still wanted a retry, but attempts or the deadline ran out.
+    pub gave_up: bool,
+}
+
 /// Run `op` until the classifier says [`Verdict::Done`], attempts run out, or the next wait would pass
-/// the deadline. Returns the last outcome; `on_retry` sees every wait.
+/// the deadline. Returns the last outcome; `on_retry` sees every wait. Time and waits come from the system.
 pub async fn with_retry<T, E, F, Fut>(
     policy: &RetryPolicy,
-    mut op: F,
+    op: F,
     classify: impl Fn(&Result<T, E>) -> Verdict,
-    mut on_retry: impl FnMut(&RetryEvent),
+    on_retry: impl FnMut(&RetryEvent),
 ) -> Result<T, E>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let start = tokio::time::Instant::now();
+    with_retry_on(&SystemClock, policy, op, classify, on_retry).await.0
+}
+
+/// [`with_retry`] on a given [`Clock`] (tests use [`ManualClock`] and never wait), also returning
+/// [`RetryStats`] so a caller can report "gave up after N attempts".
+pub async fn with_retry_on<T, E, F, Fut>(
+    clock: &dyn Clock,
+    policy: &RetryPolicy,
+    mut op: F,
+    classify: impl Fn(&Result<T, E>) -> Verdict,
+    mut on_retry: impl FnMut(&RetryEvent),
+) -> (Result<T, E>, RetryStats)
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let start = clock.now();
+    let elapsed = || Duration::try_from(clock.now() - start).unwrap_or(Duration::ZERO);
     let mut attempt = 1;
     loop {
         let outcome = op(attempt).await;
-        let Verdict::Retry { after, reason } = classify(&outcome) else { return outcome };
+        let Verdict::Retry { after, reason } = classify(&outcome) else {
+            return (outcome, RetryStats { attempts: attempt, elapsed: elapsed(), gave_up: false });
+        };
         let wait = policy.backoff(attempt, after);
-        let elapsed = start.elapsed();
-        if attempt >= policy.max_attempts || elapsed + wait > policy.deadline {
-            tracing::debug!(attempt, ?elapsed, %reason, "giving up: retry budget spent");
-            return outcome;
+        let spent = elapsed();
+        if attempt >= policy.max_attempts || spent + wait > policy.deadline {
+            tracing::debug!(attempt, ?spent, %reason, "giving up: retry budget spent");
+            let gave_up = policy.max_attempts > 1;
+            return (outcome, RetryStats { attempts: attempt, elapsed: spent, gave_up });
         }
-        let event = RetryEvent { attempt, wait, reason, elapsed };
+        let event = RetryEvent { attempt, wait, reason, elapsed: spent };
         tracing::debug!(attempt, ?wait, reason = %event.reason, "retrying");
         on_retry(&event);
-        tokio::time::sleep(wait).await;
+        clock.sleep(wait).await;
         attempt += 1;
     }
 }
 
 /// Parse `Retry-After` (delta-seconds, or an HTTP date).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    parse_retry_after(headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?, time::OffsetDateTime::now_utc())
+}
+
+/// Parse a `Retry-After` value (delta-seconds, or an HTTP date relative to `now`; a past date means now).
+pub fn parse_retry_after(value: &str, now: time::OffsetDateTime) -> Option<Duration> {
+    let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let format = time::format_description::well_known::Rfc2822;
-    let at = time::OffsetDateTime::parse(value, &format).ok()?;
-    let delta = at - time::OffsetDateTime::now_utc();
-    Some(Duration::try_from(delta).unwrap_or(Duration::ZERO))
+    let at = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    Some(Duration::try_from(at - now).unwrap_or(Duration::ZERO))
 }
 
 /// Whether a status is worth retrying on its own: 408, 429 and 5xx except 501/505.
@@ -196,26 +246,87 @@ pub fn client_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// The time source: the system clock, or a fixed offset from it (tests, the simulator's skew knob).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Clock {
-    offset_secs: i64,
+/// A future returned by [`Clock::sleep`].
+pub type Sleep = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Where time comes from: timestamps, expiry, retry deadlines and the waits between tries.
+///
+/// [`SystemClock`] is the real one; [`ManualClock`] lets tests jump through retries and polling without waiting.
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
+    /// The current time (UTC).
+    fn now(&self) -> time::OffsetDateTime;
+    /// Wait for `duration`.
+    fn sleep(&self, duration: Duration) -> Sleep;
 }
 
-impl Clock {
-    /// The system clock.
-    pub fn system() -> Clock {
-        Clock::default()
+/// The system clock and tokio's timer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc()
     }
 
-    /// The system clock shifted by `secs` (positive: ahead).
-    pub fn offset(secs: i64) -> Clock {
-        Clock { offset_secs: secs }
+    fn sleep(&self, duration: Duration) -> Sleep {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// A clock that moves only when told to, or when something sleeps on it (the sleep returns at once and moves
+/// the clock forward). It records every sleep, so tests can check backoff and `Retry-After` handling.
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    state: std::sync::Arc<std::sync::Mutex<ManualState>>,
+}
+
+#[derive(Debug)]
+struct ManualState {
+    now: time::OffsetDateTime,
+    sleeps: Vec<Duration>,
+}
+
+impl ManualClock {
+    /// A clock showing `start`.
+    pub fn new(start: time::OffsetDateTime) -> ManualClock {
+        ManualClock {
+            state: std::sync::Arc::new(std::sync::Mutex::new(ManualState { now: start, sleeps: Vec::new() })),
+        }
     }
 
-    /// Now, per this clock.
-    pub fn now(&self) -> time::OffsetDateTime {
-        time::OffsetDateTime::now_utc() + time::Duration::seconds(self.offset_secs)
+    /// Move the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.lock().now += by;
+    }
+
+    /// Set the time.
+    pub fn set(&self, now: time::OffsetDateTime) {
+        self.lock().now = now;
+    }
+
+    /// Every sleep so far, in order.
+    pub fn sleeps(&self) -> Vec<Duration> {
+        self.lock().sleeps.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ManualState> {
+        // A panic elsewhere must not hide the clock from the test's assertions.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> time::OffsetDateTime {
+        self.lock().now
+    }
+
+    fn sleep(&self, duration: Duration) -> Sleep {
+        {
+            let mut s = self.lock();
+            s.now += duration;
+            s.sleeps.push(duration);
+        }
+        Box::pin(std::future::ready(()))
     }
 }
 
@@ -272,11 +383,13 @@ mod tests {
         let waits: Vec<u64> = (1..=8).map(|a| p.backoff(a, None).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
         assert_eq!(p.backoff(1, Some(Duration::from_secs(7))), Duration::from_secs(7));
-        assert_eq!(p.backoff(1, Some(Duration::from_secs(600))), Duration::from_secs(60));
+        assert_eq!(p.backoff(1, Some(Duration::from_secs(600))), Duration::from_secs(600), "the server knows best");
         let j = RetryPolicy::default();
         for _ in 0..50 {
             let w = j.backoff(3, None);
             assert!(w >= Duration::from_secs(2) && w <= Duration::from_secs(4), "{w:?}");
+            let w = j.backoff(1, Some(Duration::from_secs(20)));
+            assert!(w >= Duration::from_secs(20) && w <= Duration::from_secs(21), "{w:?}");
         }
     }
 
@@ -290,6 +403,27 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO), "a date in the past means now");
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+        let now = time::OffsetDateTime::from_unix_timestamp(1_445_412_470).unwrap(); // 2015-10-21 07:27:50 UTC
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now), Some(Duration::from_secs(10)));
+    }
+
+    #[tokio::test]
+    async fn manual_clock_retries_without_waiting_and_reports_stats() {
+        let clock = ManualClock::new(time::OffsetDateTime::UNIX_EPOCH);
+        let p = RetryPolicy { jitter: false, deadline: Duration::from_secs(10), ..RetryPolicy::default() };
+        let started = std::time::Instant::now();
+        let (out, stats): (Result<u32, u32>, _) = with_retry_on(
+            &clock,
+            &p,
+            |a| async move { Err(a) },
+            |_| Verdict::Retry { after: None, reason: "503".into() },
+            |_| {},
+        )
+        .await;
+        assert!(started.elapsed() < Duration::from_millis(100));
+        assert_eq!(clock.sleeps(), [1, 2, 4].map(Duration::from_secs), "1+2+4 = 7 s; 8 more would pass 10 s");
+        assert_eq!(out, Err(4));
+        assert_eq!(stats, RetryStats { attempts: 4, elapsed: Duration::from_secs(7), gave_up: true });
     }
 
     #[test]
@@ -335,6 +469,9 @@ mod tests {
         )
         .await;
         assert_eq!(out, Err(2), "a third attempt would pass the deadline");
+        let p = RetryPolicy::fast();
+        assert_eq!(p.request_timeout_after(Duration::from_secs(9)), Duration::from_secs(1));
+        assert_eq!(p.request_timeout_after(Duration::from_secs(11)), Duration::from_millis(100));
         assert!(started.elapsed() < Duration::from_millis(200));
     }
 }

@@ -4,14 +4,15 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
+use cba_http::{Clock, RetryPolicy, SystemClock, Verdict};
+
 use crate::assertion::{AssertionOptions, ClientAssertion, ClientCertificate};
 use crate::cache::{CacheKey, TokenCache};
-use crate::clock::{Clock, SystemClock};
 use crate::cloud::{Authority, Cloud, Endpoints, Resource};
 use crate::error::{Error, Result};
 use crate::http::{HttpOptions, default_http_client};
 use crate::response::{excerpt, parse_error, parse_token};
-use crate::retry::{RetryPolicy, parse_retry_after};
+use crate::retry::default_policy;
 use crate::token::AccessToken;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -45,7 +46,7 @@ pub struct TokenClientBuilder {
     graph_root: Option<String>,
     exchange_root: Option<String>,
     http: Option<reqwest::Client>,
-    retry: RetryPolicy,
+    retry: Option<RetryPolicy>,
     cache: Option<TokenCache>,
     clock: Option<Arc<dyn Clock>>,
     assertion: AssertionOptions,
@@ -84,7 +85,7 @@ impl TokenClientBuilder {
 
     /// Retries for 429, 5xx and network failures (default [`RetryPolicy::default`]).
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
+        self.retry = Some(policy);
         self
     }
 
@@ -126,7 +127,7 @@ impl TokenClientBuilder {
             inner: Arc::new(Inner {
                 endpoints,
                 http,
-                retry: self.retry,
+                retry: self.retry.unwrap_or_else(default_policy),
                 cache: self.cache,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 assertion: self.assertion,
@@ -312,77 +313,87 @@ impl TokenClient {
     ) -> Result<Answer> {
         let policy = &self.inner.retry;
         let start = self.now();
-        let mut attempt: u32 = 0;
-        loop {
-            attempt += 1;
-            let fields = form()?;
-            let left = policy.deadline.saturating_sub(since(start, self.now()));
-            let timeout = policy.request_timeout.min(left).max(Duration::from_millis(100));
-            tracing::trace!(url, form = %Redacted(&fields), "POST");
-            let sent = Instant::now();
-            let result = self.inner.http.post(url).form(&fields).timeout(timeout).send().await;
-            drop(fields);
-            let (failure, retry_after) = match result {
-                Err(e) => {
-                    tracing::debug!(method = "POST", url, attempt, elapsed_ms = ms(sent), error = %e, "request failed");
-                    (Error::Http { url: url.to_owned(), source: without_url(e) }, None)
+        let (outcome, stats) = cba_http::with_retry_on(
+            self.inner.clock.as_ref(),
+            policy,
+            |attempt| {
+                let fields = form();
+                let timeout = policy.request_timeout_after(since(start, self.now()));
+                async move {
+                    // A form that cannot be built (signing failed) is final.
+                    let fields = fields.map_err(|error| Failure { error, retry_after: None, retryable: false })?;
+                    self.post_once(url, fields, timeout, attempt).await
                 }
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| parse_retry_after(v, self.now()));
-                    match response.bytes().await {
-                        Err(e) => {
-                            tracing::debug!(method = "POST", url, status, attempt, elapsed_ms = ms(sent), error = %e, "reading the answer failed");
-                            (Error::Http { url: url.to_owned(), source: without_url(e) }, retry_after)
-                        }
-                        Ok(body) => {
-                            tracing::debug!(
-                                method = "POST",
-                                url,
-                                status,
-                                attempt,
-                                elapsed_ms = ms(sent),
-                                "token endpoint"
-                            );
-                            if (200..300).contains(&status) {
-                                return Ok(Answer { status, body: body.to_vec() });
-                            }
-                            let error = parse_error(status, &body).unwrap_or_else(|| Error::UnexpectedResponse {
-                                url: url.to_owned(),
-                                status,
-                                detail: excerpt(&body),
-                            });
-                            let retryable = status == 429
-                                || status >= 500
-                                || error.oauth_error() == Some("temporarily_unavailable");
-                            if !retryable {
-                                return Err(error);
-                            }
-                            (error, retry_after)
-                        }
-                    }
-                }
-            };
-            let elapsed = since(start, self.now());
-            if policy.max_attempts <= 1 {
-                return Err(failure);
+            },
+            |outcome| match outcome {
+                Err(f) if f.retryable => Verdict::Retry { after: f.retry_after, reason: f.error.to_string() },
+                _ => Verdict::Done,
+            },
+            |_| {},
+        )
+        .await;
+        match outcome {
+            Ok(answer) => Ok(answer),
+            Err(f) if stats.gave_up => {
+                Err(Error::GaveUp { attempts: stats.attempts, elapsed: stats.elapsed, last: Box::new(f.error) })
             }
-            if attempt >= policy.max_attempts {
-                return Err(Error::GaveUp { attempts: attempt, elapsed, last: Box::new(failure) });
-            }
-            let wait = policy.wait(attempt, retry_after);
-            if elapsed + wait > policy.deadline {
-                tracing::debug!(url, attempt, wait_ms = wait.as_millis() as u64, "next retry would pass the deadline");
-                return Err(Error::GaveUp { attempts: attempt, elapsed, last: Box::new(failure) });
-            }
-            tracing::debug!(url, attempt, wait_ms = wait.as_millis() as u64, error = %failure, "retrying");
-            self.inner.clock.sleep(wait).await;
+            Err(f) => Err(f.error),
         }
     }
+
+    /// One POST. Failures say whether retrying may help (429, 5xx, `temporarily_unavailable`, network).
+    async fn post_once(
+        &self,
+        url: &str,
+        fields: Vec<(&'static str, String)>,
+        timeout: Duration,
+        attempt: u32,
+    ) -> std::result::Result<Answer, Failure> {
+        tracing::trace!(url, form = %Redacted(&fields), "POST");
+        let sent = Instant::now();
+        let result = self.inner.http.post(url).form(&fields).timeout(timeout).send().await;
+        drop(fields);
+        let response = match result {
+            Err(e) => {
+                tracing::debug!(method = "POST", url, attempt, elapsed_ms = ms(sent), error = %e, "request failed");
+                let error = Error::Http { url: url.to_owned(), source: without_url(e) };
+                return Err(Failure { error, retry_after: None, retryable: true });
+            }
+            Ok(response) => response,
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| cba_http::parse_retry_after(v, self.now()));
+        let body = match response.bytes().await {
+            Err(e) => {
+                tracing::debug!(method = "POST", url, status, attempt, elapsed_ms = ms(sent), error = %e, "reading the answer failed");
+                let error = Error::Http { url: url.to_owned(), source: without_url(e) };
+                return Err(Failure { error, retry_after, retryable: true });
+            }
+            Ok(body) => body,
+        };
+        tracing::debug!(method = "POST", url, status, attempt, elapsed_ms = ms(sent), "token endpoint");
+        if (200..300).contains(&status) {
+            return Ok(Answer { status, body: body.to_vec() });
+        }
+        let error = parse_error(status, &body).unwrap_or_else(|| Error::UnexpectedResponse {
+            url: url.to_owned(),
+            status,
+            detail: excerpt(&body),
+        });
+        let retryable = status == 429 || status >= 500 || error.oauth_error() == Some("temporarily_unavailable");
+        Err(Failure { error, retry_after, retryable })
+    }
+}
+
+/// A failed attempt and whether another may succeed.
+struct Failure {
+    error: Error,
+    retry_after: Option<Duration>,
+    retryable: bool,
 }
 
 impl fmt::Debug for TokenClient {

@@ -12,12 +12,21 @@ pub struct HttpOptions {
     pub connect_timeout: Option<Duration>,
     /// `User-Agent` (default `cba-token/<version>`).
     pub user_agent: Option<String>,
+    /// Every endpoint is plain http on loopback (`cba sim`): no TLS will happen, so don't load the platform's
+    /// trust store (reading and parsing it is most of a cache miss's cost on loopback).
+    pub loopback_http_only: bool,
 }
 
 impl HttpOptions {
     /// Trust the certificates in this PEM bundle as well as the system's roots.
     pub fn extra_root_certs(mut self, pem: impl Into<Vec<u8>>) -> HttpOptions {
         self.extra_root_certs_pem.push(pem.into());
+        self
+    }
+
+    /// Skip the platform trust store: for endpoints that are all plain http on loopback.
+    pub fn loopback_http_only(mut self, yes: bool) -> HttpOptions {
+        self.loopback_http_only = yes;
         self
     }
 
@@ -36,6 +45,9 @@ pub fn default_http_client(options: &HttpOptions) -> Result<reqwest::Client> {
         .user_agent(options.user_agent.clone().unwrap_or_else(|| format!("cba-token/{}", env!("CARGO_PKG_VERSION"))))
         .connect_timeout(options.connect_timeout.unwrap_or(Duration::from_secs(10)))
         .https_only(false); // the authority check (`Authority::new`) already limits plain http to loopback
+    if options.loopback_http_only {
+        builder = builder.tls_certs_only(Vec::<reqwest::Certificate>::new());
+    }
     for (i, pem) in options.extra_root_certs_pem.iter().enumerate() {
         let certs = reqwest::Certificate::from_pem_bundle(pem)
             .map_err(|e| Error::Invalid { what: "root certificates", reason: format!("PEM bundle #{}: {e}", i + 1) })?;

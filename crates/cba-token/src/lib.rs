@@ -5,23 +5,23 @@ pub mod admin;
 mod assertion;
 mod cache;
 mod client;
-mod clock;
 mod cloud;
 mod error;
 mod http;
 pub mod jwt;
 mod response;
 mod retry;
+mod source;
 mod token;
 
 pub use assertion::{AssertionAlg, AssertionOptions, ClientAssertion, ClientCertificate, MAX_ASSERTION_LIFETIME};
 pub use cache::{CACHE_FILE_NAME, CacheKey, CertFileStamp, REFRESH_MARGIN, TokenCache, default_cache_dir};
+pub use cba_http::{Clock, ManualClock, RetryPolicy, Sleep, SystemClock};
 pub use client::{ReadyProgress, TokenClient, TokenClientBuilder, WaitOptions};
-pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use cloud::{Authority, Cloud, Endpoints, Resource};
 pub use error::{Error, ErrorKind, HINT_CODES, Result, hint_for, hint_for_error};
 pub use http::{HttpOptions, default_http_client};
-pub use retry::RetryPolicy;
+pub use source::CertificateTokenSource;
 pub use token::AccessToken;
 
 /// The HTTP crate this crate's API uses (for [`default_http_client`] and [`TokenClientBuilder::http_client`]).
