@@ -25,8 +25,11 @@ fn runs(rest: &[&str]) -> anyhow::Result<usize> {
     }
 }
 
-/// Build the release binary and return its path.
+/// Build the release binary and return its path (`CBA_BENCH_BIN` names an already built one instead).
 pub fn release_binary() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("CBA_BENCH_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     run(cargo().args(["build", "--release", "-p", "cba-cli", "--bin", "cba"]))?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
     Ok(target.join("release").join("cba"))
