@@ -1,0 +1,781 @@
+//! The InvokeCommand client: one POST per page, pages fetched only when the caller wants more items.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use cba_http::{RetryPolicy, TokenSource, Verdict};
+use futures::{Stream, TryStreamExt as _};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use url::Url;
+
+use crate::error::{NOT_ALLOWED_HINT, UNSUPPORTED_ROLE_HINT};
+use crate::{CmdletErrorDetail, Error, Parameters};
+
+/// The global cloud's Exchange Online root.
+pub const DEFAULT_EXCHANGE_ROOT: &str = "https://outlook.office365.com";
+
+/// Items per page asked for with `Prefer: odata.maxpagesize` unless the builder says otherwise (the
+/// ExchangeOnlineManagement module's default; the service's own default is 100).
+pub const DEFAULT_PAGE_SIZE: u32 = 1000;
+
+/// The well-known system mailbox app-only requests are routed by (`X-AnchorMailbox: APP:…@{tenant}`).
+pub const APP_ANCHOR_MAILBOX: &str = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}";
+
+/// Something worth telling the user while a cmdlet runs. Delivered to the builder's
+/// [`on_event`](ExoClientBuilder::on_event) handler, on the task polling the stream.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A warning from the cmdlet (`@adminapi.warnings`), as PowerShell's `WARNING:` lines. Each distinct
+    /// warning is reported once per invocation (the service repeats some on every page).
+    Warning {
+        /// The cmdlet.
+        cmdlet: &'a str,
+        /// The warning text.
+        message: &'a str,
+    },
+    /// A non-terminating error from the cmdlet (`@adminapi.errors`): some items failed, the rest were returned.
+    CmdletError {
+        /// The cmdlet.
+        cmdlet: &'a str,
+        /// The error text.
+        message: &'a str,
+    },
+    /// A request failed in a way worth retrying; the client waits `wait` and tries again.
+    Retry {
+        /// The cmdlet.
+        cmdlet: &'a str,
+        /// The attempt that failed (from 1).
+        attempt: u32,
+        /// The wait before the next one.
+        wait: Duration,
+        /// Why (`HTTP 429`, `HTTP 503`, a network error).
+        reason: &'a str,
+    },
+    /// The service rejected the token (expired); it was invalidated and the request is sent again with a new one.
+    TokenRenewed {
+        /// The cmdlet.
+        cmdlet: &'a str,
+    },
+    /// A page arrived.
+    Page {
+        /// The cmdlet.
+        cmdlet: &'a str,
+        /// Its number, from 1.
+        number: u32,
+        /// Items on it.
+        items: usize,
+        /// Time for the request, retries included.
+        elapsed: Duration,
+    },
+}
+
+type EventHandler = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
+
+/// Builds an [`ExoClient`].
+#[derive(Default)]
+pub struct ExoClientBuilder {
+    base_url: Option<String>,
+    tenant_id: Option<String>,
+    tokens: Option<Arc<dyn TokenSource>>,
+    retry: Option<RetryPolicy>,
+    page_size: Option<u32>,
+    http: Option<reqwest::Client>,
+    anchor_mailbox: Option<String>,
+    events: Option<EventHandler>,
+    prefetch: bool,
+}
+
+impl fmt::Debug for ExoClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExoClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("tenant_id", &self.tenant_id)
+            .field("tokens", &self.tokens)
+            .field("retry", &self.retry)
+            .field("page_size", &self.page_size)
+            .field("anchor_mailbox", &self.anchor_mailbox)
+            .field("prefetch", &self.prefetch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExoClientBuilder {
+    /// The Exchange root, like `https://outlook.office365.com` (the default) or a `cba sim` URL. HTTPS only,
+    /// except loopback hosts.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// The tenant: its id (GUID) or a verified domain such as `contoso.onmicrosoft.com`. Required.
+    pub fn tenant_id(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant_id = Some(tenant.into());
+        self
+    }
+
+    /// Where bearer tokens come from (required). Asked before every request, and told to
+    /// [`invalidate`](TokenSource::invalidate) when the service rejects one, so a listing that outlives a
+    /// token carries on with the next.
+    pub fn token_source(mut self, tokens: Arc<dyn TokenSource>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// How to retry 429, 5xx and network failures (default [`RetryPolicy::default`]).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Items per page (`Prefer: odata.maxpagesize`), default [`DEFAULT_PAGE_SIZE`]. The service caps it (1000).
+    pub fn page_size(mut self, n: u32) -> Self {
+        self.page_size = Some(n);
+        self
+    }
+
+    /// The HTTP client (proxies, extra roots, timeouts). Default: rustls, 10 s connect, 5 min per request.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Replace the `X-AnchorMailbox` value (default `APP:SystemMailbox{bb558c35-…}@{tenant}`).
+    pub fn anchor_mailbox(mut self, anchor: impl Into<String>) -> Self {
+        self.anchor_mailbox = Some(anchor.into());
+        self
+    }
+
+    /// Fetch the next page while the caller works through the current one (default off: strictly one page at
+    /// a time). Faster when the caller spends time per item; holds up to two pages in memory, and one page may
+    /// be fetched that is never used if the caller stops early. Needs a tokio runtime (else it stays off).
+    pub fn prefetch(mut self, on: bool) -> Self {
+        self.prefetch = on;
+        self
+    }
+
+    /// Receive [`Event`]s: warnings, non-terminating errors, retries, token renewals, pages.
+    pub fn on_event(mut self, handler: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
+        self.events = Some(Arc::new(handler));
+        self
+    }
+
+    /// Check the settings and build the client.
+    pub fn build(self) -> Result<ExoClient, Error> {
+        let root = self.base_url.as_deref().unwrap_or(DEFAULT_EXCHANGE_ROOT);
+        let mut root = cba_http::check_endpoint(root)?;
+        if root.query().is_some() || root.fragment().is_some() {
+            return Err(config("the Exchange root takes no query or fragment (e.g. https://outlook.office365.com)"));
+        }
+        if !root.path().ends_with('/') {
+            let path = format!("{}/", root.path());
+            root.set_path(&path);
+        }
+        let tenant = self.tenant_id.ok_or_else(|| config("a tenant id or domain is required"))?;
+        if tenant.is_empty() || !tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+            return Err(config(&format!("`{tenant}` is not a tenant id (GUID) or domain (contoso.onmicrosoft.com)")));
+        }
+        let tokens = self.tokens.ok_or_else(|| config("a token source is required"))?;
+        let page_size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+        if page_size == 0 {
+            return Err(config("the page size must be at least 1"));
+        }
+        let invoke_url = root
+            .join(&format!("adminapi/beta/{tenant}/InvokeCommand"))
+            .map_err(|e| config(&format!("cannot build the InvokeCommand URL: {e}")))?;
+        let anchor_mailbox = self.anchor_mailbox.unwrap_or_else(|| format!("APP:{APP_ANCHOR_MAILBOX}@{tenant}"));
+        let anchor = HeaderValue::from_str(&anchor_mailbox)
+            .map_err(|_| config("the anchor mailbox is not a valid header value"))?;
+        let http = match self.http {
+            Some(c) => c,
+            None => reqwest::Client::builder()
+                .user_agent(concat!("cba-exo/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(300))
+                .build()
+                .map_err(|e| config(&format!("cannot build the HTTP client: {e}")))?,
+        };
+        Ok(ExoClient {
+            inner: Arc::new(Inner {
+                http,
+                invoke_url,
+                tenant,
+                anchor,
+                tokens,
+                retry: self.retry.unwrap_or_default(),
+                page_size,
+                events: self.events,
+                prefetch: self.prefetch,
+            }),
+        })
+    }
+}
+
+fn config(message: &str) -> Error {
+    Error::Config { message: message.to_string() }
+}
+
+/// A client for Exchange Online's admin REST endpoint (`POST …/adminapi/beta/{tenant}/InvokeCommand`), the
+/// one the ExchangeOnlineManagement v3 module uses. Cheap to clone.
+#[derive(Clone)]
+pub struct ExoClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    invoke_url: Url,
+    tenant: String,
+    anchor: HeaderValue,
+    tokens: Arc<dyn TokenSource>,
+    retry: RetryPolicy,
+    page_size: u32,
+    events: Option<EventHandler>,
+    prefetch: bool,
+}
+
+impl fmt::Debug for ExoClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExoClient")
+            .field("invoke_url", &self.inner.invoke_url.as_str())
+            .field("anchor_mailbox", &self.inner.anchor)
+            .field("tokens", &self.inner.tokens)
+            .field("page_size", &self.inner.page_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExoClient {
+    /// Start building a client.
+    pub fn builder() -> ExoClientBuilder {
+        ExoClientBuilder::default()
+    }
+
+    /// The URL every first page is posted to.
+    pub fn invoke_url(&self) -> &str {
+        self.inner.invoke_url.as_str()
+    }
+
+    /// The tenant as given to the builder.
+    pub fn tenant_id(&self) -> &str {
+        &self.inner.tenant
+    }
+
+    /// Items asked for per page.
+    pub fn page_size(&self) -> u32 {
+        self.inner.page_size
+    }
+
+    /// Run `cmdlet` and stream its output objects, following `@odata.nextLink` (the same body posted to each
+    /// link). Lazy: nothing is sent until the stream is polled, and the next page is requested only when the
+    /// items of the current one are taken, so memory holds one page whatever the result size. The stream ends
+    /// after the last page or after the first error. A 204 (most `Set-*` cmdlets) is an empty stream.
+    pub fn invoke(
+        &self,
+        cmdlet: &str,
+        params: &Parameters,
+    ) -> impl Stream<Item = Result<serde_json::Value, Error>> + Send + 'static + use<> {
+        self.invoke_as::<serde_json::Value>(cmdlet, params)
+    }
+
+    /// [`invoke`](Self::invoke), deserializing each object as `T`: a typed struct, or
+    /// `Box<serde_json::value::RawValue>` to pass objects through byte for byte (and in the service's key order).
+    pub fn invoke_as<T: DeserializeOwned + Send + 'static>(
+        &self,
+        cmdlet: &str,
+        params: &Parameters,
+    ) -> impl Stream<Item = Result<T, Error>> + Send + 'static + use<T> {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "CmdletInput": { "CmdletName": cmdlet, "Parameters": params }
+        }));
+        let state = Paging {
+            client: self.inner.clone(),
+            cmdlet: cmdlet.to_string(),
+            body: body.map(Arc::from).map_err(|e| Error::Parameters { message: e.to_string() }),
+            next: Some(self.inner.invoke_url.clone()),
+            items: Vec::new().into_iter(),
+            pending: None,
+            pages: 0,
+            warned: HashSet::new(),
+            _item: std::marker::PhantomData,
+        };
+        futures::stream::unfold(state, |mut st| async move {
+            let item = st.next_item().await?;
+            Some((item, st))
+        })
+    }
+
+    /// Run `cmdlet` and collect every object of every page. For large results prefer [`invoke`](Self::invoke).
+    pub async fn collect_all(&self, cmdlet: &str, params: &Parameters) -> Result<Vec<serde_json::Value>, Error> {
+        self.invoke(cmdlet, params).try_collect().await
+    }
+}
+
+/// The stream's state: one page of raw items, where the next page is, and (with prefetch) its fetch under way.
+struct Paging<T> {
+    client: Arc<Inner>,
+    cmdlet: String,
+    body: Result<Arc<[u8]>, Error>,
+    next: Option<Url>,
+    items: std::vec::IntoIter<Box<RawValue>>,
+    pending: Option<Pending>,
+    pages: u32,
+    warned: HashSet<String>,
+    _item: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned + 'static> Paging<T> {
+    async fn next_item(&mut self) -> Option<Result<T, Error>> {
+        loop {
+            if let Some(raw) = self.items.next() {
+                let item = item_from_raw::<T>(raw).map_err(|e| Error::Protocol {
+                    cmdlet: self.cmdlet.clone(),
+                    message: format!("an output object does not have the expected shape: {e}"),
+                });
+                if item.is_err() {
+                    self.stop();
+                }
+                return Some(item);
+            }
+            let (url, started, fetched) = match self.pending.take() {
+                Some(pending) => {
+                    let fetched = pending.handle.await.unwrap_or_else(|e| {
+                        Err(Error::Protocol {
+                            cmdlet: self.cmdlet.clone(),
+                            message: format!("the page fetch stopped: {e}"),
+                        })
+                    });
+                    (pending.url, pending.started, fetched)
+                }
+                None => {
+                    let url = self.next.take()?;
+                    let body = match &self.body {
+                        Ok(b) => b.clone(),
+                        Err(e) => {
+                            let message = e.to_string();
+                            self.stop();
+                            return Some(Err(Error::Parameters { message }));
+                        }
+                    };
+                    let started = Instant::now();
+                    let fetched = self.client.fetch_page(&self.cmdlet, &url, &body).await;
+                    (url, started, fetched)
+                }
+            };
+            match fetched.and_then(|p| self.accept(&url, p)) {
+                Ok(count) => {
+                    self.pages += 1;
+                    self.client.emit(&Event::Page {
+                        cmdlet: &self.cmdlet,
+                        number: self.pages,
+                        items: count,
+                        elapsed: started.elapsed(),
+                    });
+                    self.prefetch_next();
+                }
+                Err(e) => {
+                    self.stop();
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+
+    /// Take a page in: report its warnings, keep its items, check its next link.
+    fn accept(&mut self, url: &Url, page: Page) -> Result<usize, Error> {
+        for w in page.warnings.iter().map(text_of) {
+            if self.warned.insert(w.clone()) {
+                self.client.emit(&Event::Warning { cmdlet: &self.cmdlet, message: &w });
+            }
+        }
+        for e in page.errors.iter().map(text_of) {
+            self.client.emit(&Event::CmdletError { cmdlet: &self.cmdlet, message: &e });
+        }
+        if let Some(link) = page.next_link.filter(|l| !l.is_empty()) {
+            let next = url.join(&link).map_err(|e| Error::Protocol {
+                cmdlet: self.cmdlet.clone(),
+                message: format!("@odata.nextLink `{link}` is not a URL: {e}"),
+            })?;
+            // The bearer token goes wherever the link points: only ever to the host we were configured with.
+            if next.origin() != self.client.invoke_url.origin() {
+                return Err(Error::Protocol {
+                    cmdlet: self.cmdlet.clone(),
+                    message: format!(
+                        "@odata.nextLink points to another host ({}), not following it with our token",
+                        next.origin().ascii_serialization()
+                    ),
+                });
+            }
+            self.next = Some(next);
+        }
+        let count = page.value.len();
+        self.items = page.value.into_iter();
+        Ok(count)
+    }
+
+    /// With prefetch on, start fetching the next page now, on the runtime, while the caller takes this one.
+    fn prefetch_next(&mut self) {
+        let (true, Ok(body), Ok(runtime)) = (self.client.prefetch, &self.body, tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let Some(url) = self.next.take() else { return };
+        let (client, cmdlet, body, target) = (self.client.clone(), self.cmdlet.clone(), body.clone(), url.clone());
+        let handle = runtime.spawn(async move { client.fetch_page(&cmdlet, &target, &body).await });
+        self.pending = Some(Pending { url, started: Instant::now(), handle });
+    }
+
+    fn stop(&mut self) {
+        self.next = None;
+        self.items = Vec::new().into_iter();
+        if let Some(pending) = self.pending.take() {
+            pending.handle.abort();
+        }
+    }
+}
+
+impl<T> Drop for Paging<T> {
+    fn drop(&mut self) {
+        // A stream dropped early must not leave a request running in the background.
+        if let Some(pending) = self.pending.take() {
+            pending.handle.abort();
+        }
+    }
+}
+
+/// A prefetched page on its way.
+struct Pending {
+    url: Url,
+    started: Instant,
+    handle: tokio::task::JoinHandle<Result<Page, Error>>,
+}
+
+/// `T` from one item's JSON; a caller asking for the raw JSON gets the box as is (no second parse or copy).
+fn item_from_raw<T: DeserializeOwned + 'static>(raw: Box<RawValue>) -> serde_json::Result<T> {
+    let any: Box<dyn std::any::Any> = Box::new(raw);
+    match any.downcast::<T>() {
+        Ok(item) => Ok(*item),
+        Err(any) => match any.downcast::<Box<RawValue>>() {
+            Ok(raw) => serde_json::from_str(raw.get()),
+            Err(_) => unreachable!("the box holds a Box<RawValue>"),
+        },
+    }
+}
+
+fn text_of(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Page {
+    #[serde(default)]
+    value: Vec<Box<RawValue>>,
+    #[serde(rename = "@odata.nextLink", default)]
+    next_link: Option<String>,
+    #[serde(rename = "@adminapi.warnings", default, deserialize_with = "null_as_empty")]
+    warnings: Vec<serde_json::Value>,
+    #[serde(rename = "@adminapi.errors", default, deserialize_with = "null_as_empty")]
+    errors: Vec<serde_json::Value>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<serde_json::Value>, D::Error> {
+    use serde::Deserialize as _;
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(items)) => items,
+        Some(other) => vec![other],
+    })
+}
+
+/// One HTTP answer, body read.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    client_request_id: String,
+}
+
+impl Inner {
+    fn emit(&self, event: &Event<'_>) {
+        if let Some(handler) = &self.events {
+            handler(event);
+        }
+    }
+
+    /// POST the body to `url` with retries, renewing the token once if the service rejects it.
+    async fn fetch_page(&self, cmdlet: &str, url: &Url, body: &Arc<[u8]>) -> Result<Page, Error> {
+        let mut renewed = false;
+        loop {
+            let attempts = AtomicU32::new(0);
+            let outcome = cba_http::with_retry(
+                &self.retry,
+                |attempt| {
+                    attempts.store(attempt, Ordering::Relaxed);
+                    self.send(cmdlet, url, body.clone())
+                },
+                classify,
+                |e| {
+                    self.emit(&Event::Retry { cmdlet, attempt: e.attempt, wait: e.wait, reason: &e.reason });
+                },
+            )
+            .await?;
+            let status = outcome.status;
+            if status.is_success() {
+                return parse_page(cmdlet, status, &outcome.body);
+            }
+            let error = ErrorBody::parse(&outcome.body);
+            if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
+                && let Some(e) = permission_error(cmdlet, error.as_ref())
+            {
+                return Err(e);
+            }
+            if status == StatusCode::UNAUTHORIZED {
+                if !renewed {
+                    renewed = true;
+                    tracing::debug!(cmdlet, "401 from Exchange: renewing the token and retrying once");
+                    self.tokens.invalidate();
+                    self.emit(&Event::TokenRenewed { cmdlet });
+                    continue;
+                }
+                let detail = error
+                    .map(|e| if e.message.is_empty() { e.code } else { e.message })
+                    .or_else(|| www_authenticate_error(&outcome.headers));
+                return Err(Error::Unauthorized { cmdlet: cmdlet.to_string(), detail });
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                return Err(Error::Throttled {
+                    cmdlet: cmdlet.to_string(),
+                    attempts: attempts.load(Ordering::Relaxed),
+                    retry_after: cba_http::retry_after(&outcome.headers),
+                });
+            }
+            return Err(match error {
+                Some(e) => Error::Cmdlet {
+                    cmdlet: cmdlet.to_string(),
+                    status: status.as_u16(),
+                    code: e.code,
+                    message: e.message,
+                    details: e.details,
+                    client_request_id: outcome.client_request_id,
+                },
+                None => {
+                    Error::Status { cmdlet: cmdlet.to_string(), status: status.as_u16(), body: snippet(&outcome.body) }
+                }
+            });
+        }
+    }
+
+    /// One attempt: a fresh token, the request, the whole body.
+    async fn send(&self, cmdlet: &str, url: &Url, body: Arc<[u8]>) -> Result<Answer, Error> {
+        let token = self.tokens.token().await.map_err(|source| Error::Token { source })?;
+        let client_request_id = cba_http::client_request_id();
+        let started = Instant::now();
+        let transport = |source| Error::Transport { url: url.to_string(), source };
+        let response = self
+            .http
+            .post(url.clone())
+            .bearer_auth(token)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .header("X-CmdletName", cmdlet)
+            .header("Prefer", format!("odata.maxpagesize={}", self.page_size))
+            .header("X-AnchorMailbox", self.anchor.clone())
+            .header("X-ResponseFormat", "json")
+            .header("client-request-id", &client_request_id)
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body: Vec<u8> = response.bytes().await.map_err(transport)?.into();
+        tracing::debug!(
+            cmdlet,
+            url = %url,
+            status = status.as_u16(),
+            bytes = body.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            client_request_id = %client_request_id,
+            "InvokeCommand"
+        );
+        Ok(Answer { status, headers, body, client_request_id })
+    }
+}
+
+fn classify(outcome: &Result<Answer, Error>) -> Verdict {
+    match outcome {
+        Ok(a) if cba_http::is_transient_status(a.status) => {
+            Verdict::Retry { after: cba_http::retry_after(&a.headers), reason: format!("HTTP {}", a.status.as_u16()) }
+        }
+        Err(Error::Transport { source, .. }) if cba_http::is_transient_error(source) => {
+            Verdict::Retry { after: None, reason: source.to_string() }
+        }
+        _ => Verdict::Done,
+    }
+}
+
+fn parse_page(cmdlet: &str, status: StatusCode, body: &[u8]) -> Result<Page, Error> {
+    if status == StatusCode::NO_CONTENT || body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Page::default());
+    }
+    serde_json::from_slice(body).map_err(|e| Error::Protocol {
+        cmdlet: cmdlet.to_string(),
+        message: format!("the response is not an OData collection ({e}): {}", snippet(body)),
+    })
+}
+
+/// The service's `{"error":{"code","message","details":[{"message":"code|type|text"}]}}`.
+struct ErrorBody {
+    code: String,
+    message: String,
+    details: Vec<CmdletErrorDetail>,
+}
+
+impl ErrorBody {
+    fn parse(body: &[u8]) -> Option<ErrorBody> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let e = v.get("error")?;
+        let text = |v: Option<&serde_json::Value>| v.and_then(|s| s.as_str()).unwrap_or_default().to_string();
+        let details = e
+            .get("details")
+            .and_then(|d| d.as_array())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|d| d.get("message").and_then(|m| m.as_str()))
+                    .map(CmdletErrorDetail::parse)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(ErrorBody { code: text(e.get("code")), message: text(e.get("message")), details })
+    }
+
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.message.as_str()).chain(self.details.iter().map(|d| d.text.as_str()))
+    }
+}
+
+fn permission_error(cmdlet: &str, error: Option<&ErrorBody>) -> Option<Error> {
+    let error = error?;
+    for text in error.texts() {
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("not allowed to call") {
+            return Some(Error::NotAllowed {
+                cmdlet: cmdlet.to_string(),
+                message: text.to_string(),
+                hint: NOT_ALLOWED_HINT,
+            });
+        }
+        if lower.contains("supported in this scenario") {
+            let app_id = text
+                .split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+                .find(|w| w.len() == 36 && w.matches('-').count() == 4)
+                .map(str::to_string);
+            return Some(Error::UnsupportedRole {
+                cmdlet: cmdlet.to_string(),
+                message: text.to_string(),
+                app_id,
+                hint: UNSUPPORTED_ROLE_HINT,
+            });
+        }
+    }
+    None
+}
+
+/// `error="invalid_token", error_description="…"` from `WWW-Authenticate`.
+fn www_authenticate_error(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(reqwest::header::WWW_AUTHENTICATE)?.to_str().ok()?;
+    let find = |key: &str| {
+        let at = value.find(&format!("{key}=\""))? + key.len() + 2;
+        let end = value[at..].find('"')?;
+        Some(value[at..at + end].to_string())
+    };
+    match (find("error"), find("error_description")) {
+        (Some(e), Some(d)) => Some(format!("{e}: {d}")),
+        (Some(e), None) => Some(e),
+        (None, d) => d,
+    }
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(300) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_messages() {
+        let body = br#"{"error":{"code":"Unauthorized","message":"User is not allowed to call Get-Mailbox"}}"#;
+        let e = permission_error("Get-Mailbox", ErrorBody::parse(body).as_ref()).unwrap();
+        assert!(matches!(e, Error::NotAllowed { .. }), "{e:?}");
+        let body = br#"{"error":{"code":"Unauthorized","message":"The role assigned to application 631a96bc-a705-4eda-9f99-fdaf9f54f6a2 isn't supported in this scenario."}}"#;
+        match permission_error("Get-Mailbox", ErrorBody::parse(body).as_ref()).unwrap() {
+            Error::UnsupportedRole { app_id, .. } => {
+                assert_eq!(app_id.as_deref(), Some("631a96bc-a705-4eda-9f99-fdaf9f54f6a2"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let body = br#"{"error":{"code":"Unauthorized","message":"Token expired"}}"#;
+        assert!(permission_error("Get-Mailbox", ErrorBody::parse(body).as_ref()).is_none());
+    }
+
+    #[test]
+    fn www_authenticate() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "www-authenticate",
+            r#"Bearer client_id="00000002-0000-0ff1-ce00-000000000000", error="invalid_token", error_description="The token has expired""#.parse().unwrap(),
+        );
+        assert_eq!(www_authenticate_error(&h).as_deref(), Some("invalid_token: The token has expired"));
+    }
+
+    #[test]
+    fn builder_checks() {
+        let tokens: Arc<dyn TokenSource> = Arc::new(cba_http::StaticToken::new("t"));
+        let ok =
+            ExoClient::builder().tenant_id("contoso.onmicrosoft.com").token_source(tokens.clone()).build().unwrap();
+        assert_eq!(
+            ok.invoke_url(),
+            "https://outlook.office365.com/adminapi/beta/contoso.onmicrosoft.com/InvokeCommand"
+        );
+        let sim = ExoClient::builder()
+            .base_url("http://127.0.0.1:9/exo")
+            .tenant_id("0c9b0b3c-0000-4000-8000-000000000001")
+            .token_source(tokens.clone())
+            .build()
+            .unwrap();
+        assert_eq!(
+            sim.invoke_url(),
+            "http://127.0.0.1:9/exo/adminapi/beta/0c9b0b3c-0000-4000-8000-000000000001/InvokeCommand"
+        );
+        for bad in ["../x", "a/b", "a b", ""] {
+            assert!(ExoClient::builder().tenant_id(bad).token_source(tokens.clone()).build().is_err(), "{bad}");
+        }
+        assert!(
+            ExoClient::builder()
+                .base_url("http://example.com")
+                .tenant_id("t")
+                .token_source(tokens.clone())
+                .build()
+                .is_err()
+        );
+        assert!(ExoClient::builder().tenant_id("t").build().is_err(), "no token source");
+        assert!(ExoClient::builder().tenant_id("t").token_source(tokens).page_size(0).build().is_err());
+    }
+}

@@ -1,0 +1,234 @@
+//! The one error type of this crate.
+
+use std::time::Duration;
+
+/// What `cba status` checks a "not allowed" answer points at.
+pub const NOT_ALLOWED_HINT: &str = "the app has no Exchange permission for this cmdlet: it needs the Exchange.ManageAsApp \
+application permission (admin-consented) AND an Entra role that covers the cmdlet (Exchange Administrator, or e.g. \
+Exchange Recipient Administrator / Global Reader for read-only cmdlets). Run `cba status` and look at the \
+\"Exchange.ManageAsApp granted\" and \"role assigned\" checks; a role assigned minutes ago can take up to an hour to \
+reach Exchange";
+
+/// What to do when the service says the app's role is not supported app-only.
+pub const UNSUPPORTED_ROLE_HINT: &str = "Exchange accepts only some Entra roles for app-only access (Exchange \
+Administrator, Global Reader, Exchange Recipient Administrator, Compliance/Security Administrator or Reader, \
+Helpdesk Administrator, Global Administrator). Run `cba status` and look at the \"role assigned\" check";
+
+/// One entry of the service's `error.details[]`: its `message` is `code|exception type|text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdletErrorDetail {
+    /// The Exchange error code (`Ex6F9304`), empty if the message had no `|`.
+    pub code: String,
+    /// The .NET exception type (`Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException`).
+    pub exception_type: String,
+    /// The human text PowerShell would print.
+    pub text: String,
+}
+
+impl CmdletErrorDetail {
+    /// Split `code|exception type|text` (the text may itself contain `|`). A message without two `|` is all text.
+    pub fn parse(message: &str) -> CmdletErrorDetail {
+        let mut parts = message.splitn(3, '|');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(code), Some(exception_type), Some(text)) => CmdletErrorDetail {
+                code: code.trim().to_string(),
+                exception_type: exception_type.trim().to_string(),
+                text: text.trim().to_string(),
+            },
+            _ => CmdletErrorDetail { code: String::new(), exception_type: String::new(), text: message.to_string() },
+        }
+    }
+
+    /// The exception type's last segment (`ManagementObjectNotFoundException`).
+    pub fn exception_name(&self) -> &str {
+        self.exception_type.rsplit('.').next().unwrap_or(&self.exception_type)
+    }
+}
+
+/// Everything that can go wrong running a cmdlet.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The service ran (or refused to run) the cmdlet and answered with its error body.
+    #[error("{cmdlet} failed (HTTP {status} {code}): {}", cmdlet_error_text(message, details))]
+    Cmdlet {
+        /// The cmdlet.
+        cmdlet: String,
+        /// The HTTP status.
+        status: u16,
+        /// `error.code` (`NotFound`, `BadRequest`, ...).
+        code: String,
+        /// `error.message` (often just "Error executing cmdlet").
+        message: String,
+        /// `error.details[]`, parsed.
+        details: Vec<CmdletErrorDetail>,
+        /// The `client-request-id` we sent, for a support ticket.
+        client_request_id: String,
+    },
+
+    /// 401 "User is not allowed to call <cmdlet>": the app lacks an Exchange role or Exchange.ManageAsApp.
+    #[error("Exchange refused {cmdlet}: \"{message}\"; {hint}")]
+    NotAllowed {
+        /// The cmdlet.
+        cmdlet: String,
+        /// The service's message.
+        message: String,
+        /// What to check ([`NOT_ALLOWED_HINT`]).
+        hint: &'static str,
+    },
+
+    /// The app's Entra role is not one Exchange supports for app-only access.
+    #[error("Exchange refused {cmdlet}: \"{message}\"; {hint}")]
+    UnsupportedRole {
+        /// The cmdlet.
+        cmdlet: String,
+        /// The service's message ("The role assigned to application … isn't supported in this scenario.").
+        message: String,
+        /// The application id quoted in the message, if any.
+        app_id: Option<String>,
+        /// What to check ([`UNSUPPORTED_ROLE_HINT`]).
+        hint: &'static str,
+    },
+
+    /// 401 again after getting a fresh token: the token is not accepted at all (wrong audience, tenant, …).
+    #[error(
+        "Exchange rejected the access token for {cmdlet} (HTTP 401{}) even after renewing it; check that it was \
+         issued for the Exchange resource (scope https://outlook.office365.com/.default) in this tenant",
+        detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+    )]
+    Unauthorized {
+        /// The cmdlet.
+        cmdlet: String,
+        /// The service's message or `WWW-Authenticate` error, if any.
+        detail: Option<String>,
+    },
+
+    /// Still throttled (429) when the retry budget ran out.
+    #[error(
+        "Exchange throttled {cmdlet} (HTTP 429) and kept doing so for {attempts} attempts{}; wait and retry, or lower the rate",
+        retry_after.map(|d| format!(" (last Retry-After {} s)", d.as_secs())).unwrap_or_default()
+    )]
+    Throttled {
+        /// The cmdlet.
+        cmdlet: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+
+    /// A failure status without the service's error body (a gateway page, an empty 5xx after the retries).
+    #[error("Exchange answered HTTP {status} to {cmdlet}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    Status {
+        /// The cmdlet.
+        cmdlet: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the body, for diagnosis.
+        body: String,
+    },
+
+    /// The request did not get a response (DNS, connection, TLS, timeout), after the retries.
+    #[error("could not reach Exchange at {url}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The token source failed.
+    #[error("could not get an Exchange access token")]
+    Token {
+        /// Why.
+        #[source]
+        source: cba_http::BoxError,
+    },
+
+    /// A response we could not understand.
+    #[error("unexpected answer from Exchange to {cmdlet}: {message}")]
+    Protocol {
+        /// The cmdlet.
+        cmdlet: String,
+        /// What was wrong.
+        message: String,
+    },
+
+    /// Parameters that cannot be sent.
+    #[error("invalid cmdlet parameters: {message}")]
+    Parameters {
+        /// What is wrong.
+        message: String,
+    },
+
+    /// The client was built with missing or bad settings.
+    #[error("invalid Exchange client settings: {message}")]
+    Config {
+        /// What is wrong.
+        message: String,
+    },
+
+    /// The base URL is not https (or http on loopback).
+    #[error(transparent)]
+    Endpoint(#[from] cba_http::InsecureEndpoint),
+}
+
+fn cmdlet_error_text(message: &str, details: &[CmdletErrorDetail]) -> String {
+    let texts: Vec<String> =
+        details
+            .iter()
+            .filter(|d| !d.text.is_empty())
+            .map(|d| {
+                if d.exception_type.is_empty() {
+                    d.text.clone()
+                } else {
+                    format!("{} ({})", d.text, d.exception_name())
+                }
+            })
+            .collect();
+    if texts.is_empty() { message.to_string() } else { texts.join("; ") }
+}
+
+impl Error {
+    /// The HTTP status, for errors that have one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Cmdlet { status, .. } | Error::Status { status, .. } => Some(*status),
+            Error::NotAllowed { .. } | Error::UnsupportedRole { .. } | Error::Unauthorized { .. } => Some(401),
+            Error::Throttled { .. } => Some(429),
+            _ => None,
+        }
+    }
+
+    /// Whether the app was authenticated but lacks permission ([`Error::NotAllowed`], [`Error::UnsupportedRole`]).
+    pub fn is_permission(&self) -> bool {
+        matches!(self, Error::NotAllowed { .. } | Error::UnsupportedRole { .. })
+    }
+
+    /// Whether the service could not be reached or kept failing (transport, throttling, 5xx).
+    pub fn is_remote(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::Throttled { .. } | Error::Protocol { .. } => true,
+            Error::Status { status, .. } | Error::Cmdlet { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detail_messages_split_in_three() {
+        let d = CmdletErrorDetail::parse(
+            "Ex6F9304|Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException|The object 'a|b' couldn't be found.",
+        );
+        assert_eq!(d.code, "Ex6F9304");
+        assert_eq!(d.exception_name(), "ManagementObjectNotFoundException");
+        assert_eq!(d.text, "The object 'a|b' couldn't be found.");
+        let plain = CmdletErrorDetail::parse("just text");
+        assert_eq!((plain.code.as_str(), plain.text.as_str()), ("", "just text"));
+    }
+}

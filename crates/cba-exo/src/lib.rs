@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod client;
+mod error;
+mod params;
+
+pub use client::{APP_ANCHOR_MAILBOX, DEFAULT_EXCHANGE_ROOT, DEFAULT_PAGE_SIZE, Event, ExoClient, ExoClientBuilder};
+pub use error::{CmdletErrorDetail, Error, NOT_ALLOWED_HINT, UNSUPPORTED_ROLE_HINT};
+pub use params::{GENERIC_HASHTABLE, Hashtable, ParamValue, Parameters};
+
+/// Re-exported so callers can pass a [`TokenSource`](cba_http::TokenSource) and a [`RetryPolicy`](cba_http::RetryPolicy)
+/// without a direct dependency.
+pub use cba_http::{RetryPolicy, StaticToken, TokenSource};
