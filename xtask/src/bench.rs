@@ -13,7 +13,8 @@ pub fn run_bench(args: &[&str]) -> anyhow::Result<()> {
     match args {
         ["cert", rest @ ..] => cert(runs(rest)?),
         ["token", rest @ ..] => token(runs(rest)?),
-        _ => bail!("usage: cargo xtask bench cert|token [--runs N]"),
+        ["setup", rest @ ..] => setup(runs(rest)?.max(10)),
+        _ => bail!("usage: cargo xtask bench cert|token|setup [--runs N]"),
     }
 }
 
@@ -242,6 +243,91 @@ fn token(n: usize) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|");
     println!("| cache hit | {} | ≤ 5 ms | {} | {n} |", ms(h), kib(rss_hit));
     println!("| cache miss, sim on loopback | {} | ≤ 25 ms | {} | {n} |", ms(m), kib(rss_miss));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `cba setup` against `cba sim serve --latency-ms 100` (no replication delay): median wall time against the
+/// critical-path bound (round-trip depth × 100 ms, from `--output json`), and the request count. A fresh app
+/// name each run; first with an existing certificate (`--cert`, the network part alone), then making one.
+fn setup(n: usize) -> anyhow::Result<()> {
+    const LATENCY_MS: u64 = 100;
+    let cba = release_binary()?;
+    let dir = tempdir()?.join("setup");
+    std::fs::create_dir_all(&dir)?;
+    let status = Command::new(&cba)
+        .args(["cert", "new", "--name", "bench", "--no-password", "--force", "--out-dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("cba cert new failed");
+    }
+    let sim = SimProcess::start(&cba, &["--latency-ms", &LATENCY_MS.to_string()])?;
+    let field = |json: &str, key: &str| -> anyhow::Result<u64> {
+        let at = json.find(&format!("\"{key}\": ")).with_context(|| format!("no {key} in the JSON"))?;
+        let rest = &json[at + key.len() + 4..];
+        let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        rest[..end].parse().with_context(|| format!("{key} is not a number"))
+    };
+    println!(
+        "| `cba setup`, sim latency {LATENCY_MS} ms | median wall (ms) | critical-path bound (ms) | ratio | target | requests | runs |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (label, existing) in
+        [("existing certificate (`--cert`)", true), ("new certificate (RSA-2048 made in the run)", false)]
+    {
+        let (mut walls, mut depths, mut requests) = (Vec::with_capacity(n), Vec::new(), Vec::new());
+        for i in 0..n {
+            let name = format!("bench-{}-{i}", if existing { "c" } else { "n" });
+            let mut cmd = Command::new(&cba);
+            cmd.args([
+                "setup",
+                "--tenant",
+                &sim.info["tenant_domain"],
+                "--name",
+                &name,
+                "--admin",
+                "token",
+                "--output",
+                "json",
+            ])
+            .current_dir(&dir)
+            .env("CBA_GRAPH_TOKEN", &sim.info["admin_token"])
+            .env("AZURE_AUTHORITY_HOST", &sim.info["login_url"])
+            .env("CBA_GRAPH_URL", &sim.info["graph_url"])
+            .env("CBA_EXCHANGE_URL", &sim.info["exchange_url"])
+            .env_remove("CBA_PFX_PASSWORD")
+            .env_remove("CBA_PROFILE");
+            if existing {
+                cmd.arg("--cert").arg(dir.join("bench.pfx"));
+            } else {
+                cmd.arg("--no-password");
+            }
+            let start = Instant::now();
+            let out = cmd.stderr(Stdio::piped()).output().context("starting cba setup")?;
+            walls.push(start.elapsed());
+            if !out.status.success() {
+                bail!("cba setup failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let json = String::from_utf8_lossy(&out.stdout);
+            depths.push(field(&json, "round_trip_depth")?);
+            requests.push(field(&json, "requests")?);
+        }
+        let wall = median(&mut walls);
+        depths.sort_unstable();
+        requests.sort_unstable();
+        let depth = depths[depths.len() / 2];
+        let bound = Duration::from_millis(depth * LATENCY_MS);
+        println!(
+            "| {label} | {} | {} (depth {depth}) | {:.2} | ≤ 1.3 | {} (target ≤ 10) | {n} |",
+            ms(wall),
+            ms(bound),
+            wall.as_secs_f64() / bound.as_secs_f64(),
+            requests[requests.len() / 2]
+        );
+    }
+    drop(sim);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -21,7 +21,8 @@ fn main() -> anyhow::Result<()> {
                  ci              fmt check, clippy -D warnings, the whole test suite (what CI runs)\n  \
                  e2e             the black-box suites: the real `cba` binary against cba-sim\n  \
                  bench cert      `cba cert new` against the OpenSSL pipeline (docs/benchmarks.md)\n  \
-                 bench token     `cba token` cache hit / miss / RSS, and library throughput\n"
+                 bench token     `cba token` cache hit / miss / RSS, and library throughput\n  \
+                 bench setup     `cba setup` against the sim (100 ms latency): wall time vs the critical path\n"
             );
             bail!("unknown or missing task");
         }

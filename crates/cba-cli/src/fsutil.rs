@@ -91,10 +91,6 @@ impl Staged {
             Err(e) => Err(write_error(&self.target, &e)),
         }
     }
-
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
 }
 
 impl Drop for Staged {

@@ -3,6 +3,7 @@
 //! Glue only: parse arguments, read env and files, call the library crates, print.
 
 mod cmd;
+mod connect;
 mod exit;
 mod fsutil;
 mod output;
@@ -48,6 +49,14 @@ enum Command {
     /// Make and inspect certificates.
     #[command(subcommand)]
     Cert(cmd::cert::Command),
+    /// Register the Exchange Online app in one go: certificate, app, consent, role, proof, profile.
+    Setup(Box<cmd::setup::Args>),
+    /// Check every link of a setup (certificate, app, grant, role, token); exit 0 only when all pass.
+    Status(Box<cmd::status::Args>),
+    /// Remove the app, its service principal, grant and role assignments (asks first).
+    Teardown(Box<cmd::teardown::Args>),
+    /// The whole flow against a simulated tenant, in-process: setup, status, token, rotate, status, teardown.
+    Demo(cmd::demo::Args),
     /// Get an app-only access token with the app's certificate (for scripts: `$(cba token)`).
     Token(Box<cmd::token::Args>),
     /// A strict local simulated tenant (login, Graph, Exchange) for tests, demos and pipelines.
@@ -87,6 +96,10 @@ fn main() -> ExitCode {
     let global = Global { output: cli.output, verbose: cli.verbose, style };
     let result = match cli.command {
         Command::Cert(c) => cmd::cert::run(c, &global),
+        Command::Setup(a) => cmd::setup::run(*a, &global),
+        Command::Status(a) => cmd::status::run(*a, &global),
+        Command::Teardown(a) => cmd::teardown::run(*a, &global),
+        Command::Demo(a) => cmd::demo::run(a, &global),
         Command::Token(a) => cmd::token::run(*a, &global),
         Command::Sim(c) => cmd::sim::run(c),
         Command::Completions(a) => cmd::completions::run(a),

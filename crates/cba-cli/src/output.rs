@@ -102,3 +102,11 @@ pub fn warn(style: Style, message: impl std::fmt::Display) {
 pub fn info(message: impl std::fmt::Display) {
     eprintln!("{message}");
 }
+
+/// Write text on stdout as is.
+pub fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}

@@ -20,6 +20,9 @@ pub struct PasswordArgs {
     /// Read the PFX password from the first line of standard input.
     #[arg(long)]
     pub password_stdin: bool,
+    /// Not a flag: the file has no password, read no source and never prompt (`cba demo`'s own files).
+    #[arg(skip)]
+    pub unprotected: bool,
 }
 
 /// Why a password is wanted: a new file asks twice.
@@ -34,6 +37,9 @@ pub enum Purpose {
 /// The password from the explicit flags, else the first set variable of `default_envs`.
 /// `Ok(None)` when no source is configured (the caller decides whether to prompt).
 pub fn from_sources(args: &PasswordArgs, default_envs: &[&str]) -> anyhow::Result<Option<Password>> {
+    if args.unprotected {
+        return Ok(None);
+    }
     if let Some(var) = &args.password_env {
         return match std::env::var(var) {
             Ok(v) if !v.is_empty() => Ok(Some(Password::new(v))),

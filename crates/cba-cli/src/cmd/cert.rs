@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::Global;
 use crate::exit::{Exit, ExitExt as _, fail};
 use crate::fsutil::{self, Mode};
-use crate::output::{self, OutputFormat};
+use crate::output::{self, OutputFormat, Style};
 use crate::secrets::{self, PasswordArgs, Purpose};
 
 /// Environment variables `cert new` reads the new PFX's password from, unless told otherwise.
@@ -25,6 +25,8 @@ pub enum Command {
     /// Show everything about a certificate file (.pfx/.p12/.cer/.crt/.der/.pem).
     #[command(after_help = SHOW_EXAMPLES)]
     Show(ShowArgs),
+    /// Replace the app's certificate: a new one registered, proven, then the old one removed (no admin needed).
+    Rotate(Box<super::rotate::Args>),
 }
 
 const NEW_EXAMPLES: &str = "\
@@ -49,6 +51,13 @@ pub struct NewArgs {
     /// Base name of the files (NAME.pfx, NAME.cer, NAME.pem) and the default subject CN.
     #[arg(long)]
     pub name: String,
+    #[command(flatten)]
+    pub options: NewCertOptions,
+}
+
+/// How to make a certificate: `cba cert new`, and `cba setup` without `--cert`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NewCertOptions {
     /// Folder to write into (must exist).
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub out_dir: PathBuf,
@@ -81,6 +90,40 @@ pub struct NewArgs {
     /// Replace existing files.
     #[arg(long)]
     pub force: bool,
+}
+
+impl Default for NewCertOptions {
+    fn default() -> Self {
+        NewCertOptions {
+            out_dir: PathBuf::from("."),
+            subject: None,
+            dns: Vec::new(),
+            days: None,
+            years: None,
+            key_size: KeyBits::Rsa2048,
+            pfx_format: PfxKind::Modern,
+            pem: false,
+            password: PasswordArgs::default(),
+            no_password: false,
+            force: false,
+        }
+    }
+}
+
+impl NewCertOptions {
+    /// Whether any option differs from its default (`cba setup` refuses them beside `--cert`).
+    pub fn any_given(&self) -> bool {
+        self.out_dir != Path::new(".")
+            || self.subject.is_some()
+            || !self.dns.is_empty()
+            || self.days.is_some()
+            || self.years.is_some()
+            || self.key_size != KeyBits::Rsa2048
+            || self.pfx_format != PfxKind::Modern
+            || self.pem
+            || self.no_password
+            || self.force
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -121,6 +164,7 @@ pub fn run(command: Command, global: &Global) -> anyhow::Result<()> {
     match command {
         Command::New(args) => new(args, global),
         Command::Show(args) => show(args, global),
+        Command::Rotate(args) => super::rotate::run(*args, global),
     }
 }
 
@@ -169,33 +213,48 @@ fn report(identity: &Identity, now: OffsetDateTime, need_key: bool) -> Report {
     }
 }
 
-fn new(args: NewArgs, global: &Global) -> anyhow::Result<()> {
-    if args.name.is_empty() || args.name.contains(['/', '\\']) || args.name.starts_with('.') {
-        return Err(fail(
-            Exit::Usage,
-            format!("--name {:?} must be a plain file name (no folders, not hidden)", args.name),
-        ));
+/// A certificate `make_certificate` wrote.
+#[derive(Debug)]
+pub struct MadeCertificate {
+    /// The certificate with its key (`pfx_format` set).
+    pub identity: Identity,
+    pub pfx_path: PathBuf,
+    pub cer_path: PathBuf,
+    pub pem_path: Option<PathBuf>,
+}
+
+/// Check a `--name` used for file names.
+pub fn check_file_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(fail(Exit::Usage, format!("--name {name:?} must be a plain file name (no folders, not hidden)")));
     }
-    if !args.out_dir.is_dir() {
+    Ok(())
+}
+
+/// `cba cert new`'s work: make a certificate and write NAME.pfx, NAME.cer (and NAME.pem) into the options'
+/// folder, all or none, never replacing a file without `force`.
+pub fn make_certificate(name: &str, options: &NewCertOptions, style: Style) -> anyhow::Result<MadeCertificate> {
+    check_file_name(name)?;
+    if !options.out_dir.is_dir() {
         return Err(fail(
             Exit::BadInput,
             format!(
                 "the output folder {} does not exist; create it or choose another --out-dir",
-                args.out_dir.display()
+                options.out_dir.display()
             ),
         ));
     }
-    let pfx_path = args.out_dir.join(format!("{}.pfx", args.name));
-    let cer_path = args.out_dir.join(format!("{}.cer", args.name));
-    let pem_path = args.pem.then(|| args.out_dir.join(format!("{}.pem", args.name)));
+    let pfx_path = options.out_dir.join(format!("{name}.pfx"));
+    let cer_path = options.out_dir.join(format!("{name}.cer"));
+    let pem_path = options.pem.then(|| options.out_dir.join(format!("{name}.pem")));
     let mut targets = vec![pfx_path.as_path(), cer_path.as_path()];
     targets.extend(pem_path.as_deref());
-    fsutil::check_free(&targets, args.force)?;
+    fsutil::check_free(&targets, options.force)?;
 
-    let password = if args.no_password {
+    let password = if options.no_password {
         None
     } else {
-        match secrets::from_sources(&args.password, NEW_PASSWORD_ENVS)? {
+        match secrets::from_sources(&options.password, NEW_PASSWORD_ENVS)? {
             Some(p) => Some(p),
             None => Some(secrets::prompt(Purpose::Create, &pfx_path.display().to_string(), NEW_PASSWORD_ENVS)?),
         }
@@ -203,45 +262,62 @@ fn new(args: NewArgs, global: &Global) -> anyhow::Result<()> {
     if let Some(p) = &password
         && !p.is_ascii()
     {
-        output::warn(global.style, "the password is not ASCII: Java keytool (17) cannot open such PFX files");
+        output::warn(style, "the password is not ASCII: Java keytool (17) cannot open such PFX files");
     }
 
-    let validity = match (args.days, args.years) {
+    let validity = match (options.days, options.years) {
         (_, Some(y)) => Validity::Years(y),
         (Some(d), None) => Validity::Days(d),
         (None, None) => Validity::default(),
     };
-    let mut request = NewCertificate::new(&args.name).validity(validity).key_size(args.key_size.into());
-    if let Some(subject) = &args.subject {
+    let mut request = NewCertificate::new(name).validity(validity).key_size(options.key_size.into());
+    if let Some(subject) = &options.subject {
         request = request.subject(subject);
     }
-    for dns in &args.dns {
+    for dns in &options.dns {
         request = request.dns_name(dns);
     }
     let identity = cba_cert::generate(&request).exit(Exit::BadInput)?;
-    let format = match args.pfx_format {
+    let format = match options.pfx_format {
         PfxKind::Modern => PfxFormat::Modern,
         PfxKind::Legacy => PfxFormat::Legacy,
     };
-    let pfx = identity.to_pfx(password.as_ref(), format).exit(Exit::Internal)?;
+    let mut identity =
+        write_identity(identity, password.as_ref(), format, &pfx_path, &cer_path, pem_path.as_deref(), options.force)?;
+    identity.pfx_format = Some(format);
+    Ok(MadeCertificate { identity, pfx_path, cer_path, pem_path })
+}
 
+/// Write PFX + CER (+ PEM) atomically, all or none.
+pub fn write_identity(
+    identity: Identity,
+    password: Option<&Password>,
+    format: PfxFormat,
+    pfx_path: &Path,
+    cer_path: &Path,
+    pem_path: Option<&Path>,
+    force: bool,
+) -> anyhow::Result<Identity> {
+    let pfx = identity.to_pfx(password, format).exit(Exit::Internal)?;
     let mut staged = vec![
-        fsutil::stage(&pfx_path, &pfx, Mode::Private)?,
-        fsutil::stage(&cer_path, identity.certificate.der(), Mode::Public)?,
+        fsutil::stage(pfx_path, &pfx, Mode::Private)?,
+        fsutil::stage(cer_path, identity.certificate.der(), Mode::Public)?,
     ];
-    if let Some(pem_path) = &pem_path {
+    if let Some(pem_path) = pem_path {
         let pem = identity.to_pem().exit(Exit::Internal)?;
         staged.push(fsutil::stage(pem_path, pem.as_bytes(), Mode::Private)?);
     }
-    fsutil::commit_all(&mut staged, args.force)?;
+    fsutil::commit_all(&mut staged, force)?;
+    Ok(identity)
+}
 
-    let mut identity = identity;
-    identity.pfx_format = Some(format);
-    let mut doc = report(&identity, OffsetDateTime::now_utc(), true);
+fn new(args: NewArgs, global: &Global) -> anyhow::Result<()> {
+    let made = make_certificate(&args.name, &args.options, global.style)?;
+    let mut doc = report(&made.identity, OffsetDateTime::now_utc(), true);
     doc.files = Some(Files {
-        pfx: pfx_path.display().to_string(),
-        cer: cer_path.display().to_string(),
-        pem: pem_path.as_ref().map(|p| p.display().to_string()),
+        pfx: made.pfx_path.display().to_string(),
+        cer: made.cer_path.display().to_string(),
+        pem: made.pem_path.as_ref().map(|p| p.display().to_string()),
     });
     print_report(&doc, global)
 }
@@ -262,14 +338,24 @@ fn show(args: ShowArgs, global: &Global) -> anyhow::Result<()> {
 
 /// Load a certificate file, asking for a password only when it is a protected PFX.
 pub fn open(path: &Path, bytes: &[u8], password: &PasswordArgs) -> anyhow::Result<Identity> {
+    open_with_password(path, bytes, password).map(|(identity, _)| identity)
+}
+
+/// [`open`], also returning the password that opened it (to protect a successor with the same one).
+pub fn open_with_password(
+    path: &Path,
+    bytes: &[u8],
+    password: &PasswordArgs,
+) -> anyhow::Result<(Identity, Option<Password>)> {
     let named = |e: cba_cert::Error| fail(Exit::BadInput, format!("{}: {e}", path.display()));
     let given = secrets::from_sources(password, OPEN_PASSWORD_ENVS)?;
     match cba_cert::load(bytes, given.as_ref()) {
-        Ok(identity) => Ok(identity),
+        Ok(identity) => Ok((identity, given)),
         // No source given: the PFX may be unprotected (tried above with the empty password); else ask.
-        Err(cba_cert::Error::WrongPassword { given: false }) => {
+        Err(cba_cert::Error::WrongPassword { given: false }) if !password.unprotected => {
             let prompted: Password = secrets::prompt(Purpose::Open, &path.display().to_string(), OPEN_PASSWORD_ENVS)?;
-            cba_cert::load(bytes, Some(&prompted)).map_err(named)
+            let identity = cba_cert::load(bytes, Some(&prompted)).map_err(named)?;
+            Ok((identity, Some(prompted)))
         }
         Err(e) => Err(named(e)),
     }

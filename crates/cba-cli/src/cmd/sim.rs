@@ -16,6 +16,9 @@ login.microsoftonline.com, graph.microsoft.com and outlook.office365.com), tenan
 admin_token (a delegated Graph token of the tenant's Global Administrator). Inspect the sim with
 GET <graph_url>/_sim/state and GET <graph_url>/_sim/requests.";
 
+/// Exchange Administrator's role template id (reference §1).
+const EXCHANGE_ADMINISTRATOR: &str = "29232cdf-9323-42fd-ade2-1d097af3e4de";
+
 /// `cba sim` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -69,6 +72,11 @@ pub struct ServeArgs {
     /// Another tenant in the same sim (repeatable), e.g. a customer tenant for a multi-tenant app.
     #[arg(long, value_name = "NAME")]
     pub add_tenant: Vec<String>,
+    /// Pre-register an app "seeded-app" with this certificate (.cer/.pem), Exchange.ManageAsApp granted and
+    /// Exchange Administrator assigned, as if `cba setup` had run; its client id is added to the JSON line as
+    /// `seeded_app_id`. For pipelines that only need `cba token`/`cba exo` to work.
+    #[arg(long, value_name = "FILE")]
+    pub seed_app_cert: Option<std::path::PathBuf>,
 }
 
 /// Run a `cba sim` command.
@@ -108,8 +116,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        let seed_cert = match &args.seed_app_cert {
+            Some(path) => {
+                let bytes = crate::fsutil::read(path)?;
+                let identity = cba_cert::load(&bytes, None)
+                    .map_err(|e| crate::exit::fail(crate::exit::Exit::BadInput, format!("{}: {e}", path.display())))?;
+                Some(identity.certificate)
+            }
+            None => None,
+        };
         let sim = builder(&args).try_start().await?;
-        let line = serde_json::to_string(&sim.connection_info())?;
+        let mut info = serde_json::to_value(sim.connection_info())?;
+        if let Some(cert) = seed_cert {
+            let app = sim.seed_app("seeded-app", &[cert.der()]).await;
+            sim.seed_grant_manage_as_app(&app).await;
+            sim.seed_role_assignment(&app, EXCHANGE_ADMINISTRATOR).await;
+            info["seeded_app_id"] = serde_json::Value::String(app.app_id.clone());
+        }
+        let line = serde_json::to_string(&info)?;
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{line}")?;

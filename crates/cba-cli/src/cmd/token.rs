@@ -47,6 +47,10 @@ pub struct Args {
     /// The certificate with its private key: PFX/P12 or PEM [env: AZURE_CLIENT_CERTIFICATE_PATH].
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
+    /// Take tenant, client id, certificate, cloud and login root from this `cba setup` profile (flags still
+    /// win; the profile wins over AZURE_* variables) [env: CBA_PROFILE].
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
     #[command(flatten)]
     pub password: PasswordArgs,
     /// What the token is for: exchange, graph, or a resource URL (`/.default` is added).
@@ -124,10 +128,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-/// Who signs in and where: from the flags, then (later) a profile, then the environment.
-///
-/// `--profile FILE` (setup issue) slots in by building a `Credentials` from the profile and passing it to
-/// [`Credentials::or`] between the flags and the environment.
+/// Who signs in and where: from the flags, then a profile (`--profile`, CBA_PROFILE), then the environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     pub tenant: Option<String>,
@@ -147,6 +148,19 @@ impl Credentials {
             cloud: args.cloud,
             authority_host: args.authority_host.clone(),
             send_x5c: args.send_x5c.then_some(true),
+        }
+    }
+
+    /// What a `cba setup` profile says.
+    pub fn from_profile(profile: &crate::profile::Profile) -> Credentials {
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Credentials {
+            tenant: non_empty(&profile.tenant_id),
+            client_id: non_empty(&profile.app_id),
+            cert: Some(profile.certificate.path.clone()),
+            cloud: profile.cloud.parse().ok(),
+            authority_host: non_empty(&profile.endpoints.login),
+            send_x5c: None,
         }
     }
 
@@ -237,7 +251,15 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         return print_decoded(&decoded, json_wanted(args.format, global));
     }
 
-    let creds = Credentials::from_flags(&args).or(Credentials::from_env(|k| std::env::var(k).ok()));
+    let from_profile = match crate::connect::profile_path(args.profile.clone()) {
+        Some(path) => {
+            let profile = crate::profile::Profile::load(&path)?;
+            profile.require_complete(&path)?;
+            Credentials::from_profile(&profile)
+        }
+        None => Credentials::default(),
+    };
+    let creds = Credentials::from_flags(&args).or(from_profile).or(Credentials::from_env(|k| std::env::var(k).ok()));
     let settings = Settings::resolve(&args, creds)?;
 
     if args.print_assertion {
@@ -314,8 +336,12 @@ fn load_certificate(settings: &Settings, password: &PasswordArgs) -> anyhow::Res
     Ok(cert)
 }
 
-fn http_client() -> anyhow::Result<cba_token::reqwest::Client> {
-    let mut options = HttpOptions::default().user_agent(format!("cba/{}", env!("CARGO_PKG_VERSION")));
+/// The HTTP client for the login service. `loopback_http`: the authority is plain http on loopback (`cba sim`),
+/// so no TLS happens and the platform trust store need not be loaded.
+pub fn http_client(loopback_http: bool) -> anyhow::Result<cba_token::reqwest::Client> {
+    let mut options = HttpOptions::default()
+        .user_agent(format!("cba/{}", env!("CARGO_PKG_VERSION")))
+        .loopback_http_only(loopback_http);
     if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
         let pem = std::fs::read(&file).map_err(|e| {
             fail(Exit::BadInput, format!("cannot read SSL_CERT_FILE {}: {e}", Path::new(&file).display()))
@@ -330,7 +356,7 @@ fn fetch(settings: &Settings, args: &Args, global: &Global) -> anyhow::Result<Ac
     let mut builder = TokenClient::builder()
         .cloud(settings.cloud)
         .authority(settings.endpoints.authority.clone())
-        .http_client(http_client()?)
+        .http_client(http_client(settings.endpoints.authority.as_str().starts_with("http:"))?)
         .assertion_options(settings.assertion.clone());
     if let Some(cache) = &settings.cache {
         builder = builder.cache(cache.clone());
@@ -425,7 +451,7 @@ fn print_token(token: &AccessToken, format: TokenFormat) -> anyhow::Result<()> {
     }
 }
 
-fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 

@@ -28,7 +28,8 @@ async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let id = cba_cert::generate(&cba_cert::NewCertificate::new("e2e")).unwrap();
     let pfx = dir.path().join("app.pfx");
-    std::fs::write(&pfx, id.to_pfx(Some(&cba_cert::Password::new("pw")), cba_cert::PfxFormat::Modern).unwrap()).unwrap();
+    std::fs::write(&pfx, id.to_pfx(Some(&cba_cert::Password::new("pw")), cba_cert::PfxFormat::Modern).unwrap())
+        .unwrap();
     std::fs::write(dir.path().join("app.pem"), id.to_pem().unwrap().as_bytes()).unwrap();
     let sim = cba_sim::SimTenant::builder().start().await;
     let app = sim.seed_app("e2e", &[id.certificate.der()]).await;
@@ -68,8 +69,14 @@ async fn e2e_token_formats_cache_and_decode() {
 
     let raw = stdout(&f.cba(&["token"], &[], None)).trim().to_string();
     assert_eq!(raw, doc["access_token"].as_str().unwrap(), "raw prints the token alone");
-    assert_eq!(stdout(&f.cba(&["token", "--format", "header"], &[], None)).trim(), format!("Authorization: Bearer {raw}"));
-    assert!(stdout(&f.cba(&["token", "--format", "env"], &[], None)).starts_with(&format!("export CBA_ACCESS_TOKEN='{raw}'")));
+    assert_eq!(
+        stdout(&f.cba(&["token", "--format", "header"], &[], None)).trim(),
+        format!("Authorization: Bearer {raw}")
+    );
+    assert!(
+        stdout(&f.cba(&["token", "--format", "env"], &[], None))
+            .starts_with(&format!("export CBA_ACCESS_TOKEN='{raw}'"))
+    );
 
     let o = f.cba(&["token", "--no-cache", "--format", "json", "--alg", "rs256", "--send-x5c"], &[], None);
     assert_code(&o, 0);
@@ -79,7 +86,11 @@ async fn e2e_token_formats_cache_and_decode() {
     let assertion = f.cba(&["token", "--print-assertion"], &[], None);
     assert_code(&assertion, 0);
     let decoded = f.cba(&["token", "--decode", "-"], &[], Some(&stdout(&assertion)));
-    assert!(stdout(&decoded).contains("x5t#S256") && stdout(&decoded).contains("oauth2/v2.0/token"), "{}", stdout(&decoded));
+    assert!(
+        stdout(&decoded).contains("x5t#S256") && stdout(&decoded).contains("oauth2/v2.0/token"),
+        "{}",
+        stdout(&decoded)
+    );
     let decoded = f.cba(&["token", "--decode", &raw, "--output", "json"], &[], None);
     assert!(stdout(&decoded).contains("\"expiry\": \"expires in"), "{}", stdout(&decoded));
 

@@ -1,6 +1,11 @@
 //! Black-box tests of the `cba` binary. Modules named `e2e_*` are the end-to-end suites `cargo xtask e2e` runs.
 
 mod cert;
+mod e2e_demo;
+mod e2e_rotate;
+mod e2e_setup;
+mod e2e_status;
+mod e2e_teardown;
 mod e2e_token;
 
 use std::io::Write as _;
@@ -20,6 +25,8 @@ pub fn cba() -> Command {
         "CBA_GRAPH_TOKEN",
         "CBA_GRAPH_URL",
         "CBA_EXCHANGE_URL",
+        "CBA_PROFILE",
+        "CBA_ADMIN_PFX_PASSWORD",
         "NO_COLOR",
     ] {
         cmd.env_remove(var);
@@ -61,4 +68,100 @@ pub fn json(o: &Output) -> serde_json::Value {
 pub fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// A simulated tenant and a folder for one black-box scenario; `cba` runs in the folder, pointed at the sim
+/// through the environment (AZURE_AUTHORITY_HOST, CBA_GRAPH_URL, CBA_EXCHANGE_URL, CBA_GRAPH_TOKEN).
+#[derive(Debug)]
+pub struct Tenant {
+    pub sim: cba_sim::SimTenant,
+    pub dir: tempfile::TempDir,
+}
+
+pub const APP: &str = "e2e-app";
+
+impl Tenant {
+    pub async fn start(builder: cba_sim::SimTenantBuilder) -> Tenant {
+        Tenant { sim: builder.start().await, dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = cba();
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path())
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
+            .env("AZURE_AUTHORITY_HOST", self.sim.login_url())
+            .env("CBA_GRAPH_URL", self.sim.graph_url())
+            .env("CBA_EXCHANGE_URL", self.sim.exchange_url())
+            .env("CBA_GRAPH_TOKEN", self.sim.admin_token());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        run(&mut self.cmd(args), None)
+    }
+
+    /// `cba setup` for APP with an unprotected new certificate, plus `extra`.
+    pub fn setup_args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args =
+            vec!["setup", "--tenant", self.sim.tenant_domain(), "--name", APP, "--no-password", "--wait", "60s"];
+        args.extend_from_slice(extra);
+        args
+    }
+
+    pub fn setup(&self, extra: &[&str]) -> Output {
+        self.run(&self.setup_args(extra))
+    }
+
+    pub fn profile(&self) -> std::path::PathBuf {
+        self.dir.path().join(format!("{APP}.profile.json"))
+    }
+
+    pub fn profile_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.profile()).unwrap()).unwrap()
+    }
+
+    /// Exactly one app (named APP, with one certificate), one service principal, one grant, one role.
+    pub async fn assert_one_of_each(&self) -> cba_sim::StateSnapshot {
+        let state = self.sim.state().await;
+        let t = state.primary();
+        assert_eq!(t.applications.len(), 1, "{:#?}", t.applications);
+        assert_eq!(t.applications[0].display_name, APP);
+        assert_eq!(t.applications[0].key_credentials.len(), 1, "{:#?}", t.applications[0].key_credentials);
+        let sps: Vec<_> = t.custom_service_principals().collect();
+        assert_eq!(sps.len(), 1, "{sps:#?}");
+        assert_eq!(sps[0].app_id, t.applications[0].app_id);
+        assert_eq!(t.app_role_assignments.len(), 1, "{:#?}", t.app_role_assignments);
+        assert_eq!(t.app_role_assignments[0].principal_id, sps[0].id);
+        assert_eq!(t.role_assignments.len(), 1, "{:#?}", t.role_assignments);
+        assert_eq!(t.role_assignments[0].principal_id, sps[0].id);
+        assert_eq!(t.role_assignments[0].role_definition_id, "29232cdf-9323-42fd-ade2-1d097af3e4de");
+        state
+    }
+
+    pub async fn assert_empty(&self) {
+        let state = self.sim.state().await;
+        let t = state.primary();
+        assert!(t.applications.is_empty(), "{:#?}", t.applications);
+        assert_eq!(t.custom_service_principals().count(), 0);
+        assert!(t.app_role_assignments.is_empty());
+        assert!(t.role_assignments.is_empty());
+    }
+
+    /// Start `cba` with `args` and kill it once `stop` says so (polled every 5 ms) or it exits.
+    pub async fn run_until(&self, args: &[&str], mut stop: impl AsyncFnMut() -> bool) -> bool {
+        let mut child = self.cmd(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn cba");
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            if stop().await {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
 }
