@@ -59,6 +59,9 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Get an app-only access token with the app's certificate (for scripts: `$(cba token)`).
     Token(Box<cmd::token::Args>),
+    /// Run Exchange Online cmdlets with the app's certificate, no PowerShell needed.
+    #[command(subcommand)]
+    Exo(Box<cmd::exo::Command>),
     /// A strict local simulated tenant (login, Graph, Exchange) for tests, demos and pipelines.
     #[command(subcommand)]
     Sim(cmd::sim::Command),
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         Command::Teardown(a) => cmd::teardown::run(*a, &global),
         Command::Demo(a) => cmd::demo::run(a, &global),
         Command::Token(a) => cmd::token::run(*a, &global),
+        Command::Exo(c) => cmd::exo::run(*c, &global),
         Command::Sim(c) => cmd::sim::run(c),
         Command::Completions(a) => cmd::completions::run(a),
     };

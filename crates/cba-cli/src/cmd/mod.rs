@@ -3,6 +3,7 @@
 pub mod cert;
 pub mod completions;
 pub mod demo;
+pub mod exo;
 pub mod rotate;
 pub mod setup;
 pub mod sim;

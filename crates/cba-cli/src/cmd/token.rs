@@ -204,7 +204,7 @@ struct Settings {
 }
 
 impl Settings {
-    fn resolve(args: &Args, creds: Credentials) -> anyhow::Result<Settings> {
+    fn resolve(creds: Credentials, resource: Resource, alg: Option<Alg>, no_cache: bool) -> anyhow::Result<Settings> {
         let missing =
             |what: &str, flag: &str, env: &str| fail(Exit::Usage, format!("no {what}: pass {flag} or set {env}"));
         let tenant = creds.tenant.ok_or_else(|| missing("tenant", "--tenant", "AZURE_TENANT_ID"))?;
@@ -215,16 +215,16 @@ impl Settings {
         if let Some(host) = &creds.authority_host {
             endpoints.authority = Authority::new(host).exit(Exit::Usage)?;
         }
-        let scope = args.resource.clone().unwrap_or_default().scope(&endpoints);
+        let scope = resource.scope(&endpoints);
         let assertion = AssertionOptions {
-            alg: match args.alg {
+            alg: match alg {
                 Some(Alg::Rs256) => AssertionAlg::Rs256,
                 _ => AssertionAlg::Ps256,
             },
             send_x5c: creds.send_x5c.unwrap_or(false),
             ..AssertionOptions::default()
         };
-        let cache = if args.no_cache { None } else { cache_file().map(TokenCache::with_file) };
+        let cache = if no_cache { None } else { cache_file().map(TokenCache::with_file) };
         Ok(Settings { tenant, client_id, cert_path, endpoints, cloud, scope, assertion, cache })
     }
 }
@@ -260,7 +260,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         None => Credentials::default(),
     };
     let creds = Credentials::from_flags(&args).or(from_profile).or(Credentials::from_env(|k| std::env::var(k).ok()));
-    let settings = Settings::resolve(&args, creds)?;
+    let settings = Settings::resolve(creds, args.resource.clone().unwrap_or_default(), args.alg, args.no_cache)?;
 
     if args.print_assertion {
         let cert = load_certificate(&settings, &args.password)?;
@@ -351,8 +351,22 @@ pub fn http_client(loopback_http: bool) -> anyhow::Result<cba_token::reqwest::Cl
     cba_token::default_http_client(&options).exit(Exit::BadInput)
 }
 
-fn fetch(settings: &Settings, args: &Args, global: &Global) -> anyhow::Result<AccessToken> {
-    let cert = load_certificate(settings, &args.password)?;
+/// A token source that signs in as the app with its certificate and renews the token before it expires
+/// (`cba exo`: a long listing outlives one token). Same resolution as `cba token`: flags, profile, environment.
+pub fn certificate_source(
+    creds: Credentials,
+    password: &PasswordArgs,
+    no_cache: bool,
+    resource: Resource,
+) -> anyhow::Result<std::sync::Arc<dyn cba_http::TokenSource>> {
+    let settings = Settings::resolve(creds, resource, None, no_cache)?;
+    let cert = load_certificate(&settings, password)?;
+    let client = token_client(&settings)?;
+    let resource = Resource::Url(settings.scope.clone());
+    Ok(std::sync::Arc::new(cba_token::CertificateTokenSource::new(client, cert, &resource)))
+}
+
+fn token_client(settings: &Settings) -> anyhow::Result<TokenClient> {
     let mut builder = TokenClient::builder()
         .cloud(settings.cloud)
         .authority(settings.endpoints.authority.clone())
@@ -361,7 +375,12 @@ fn fetch(settings: &Settings, args: &Args, global: &Global) -> anyhow::Result<Ac
     if let Some(cache) = &settings.cache {
         builder = builder.cache(cache.clone());
     }
-    let client = builder.build().exit(Exit::Internal)?;
+    builder.build().exit(Exit::Internal)
+}
+
+fn fetch(settings: &Settings, args: &Args, global: &Global) -> anyhow::Result<AccessToken> {
+    let cert = load_certificate(settings, &args.password)?;
+    let client = token_client(settings)?;
     let runtime = crate::runtime()?;
     let style = global.style;
     let result = runtime.block_on(async {
