@@ -14,7 +14,8 @@ pub fn run_bench(args: &[&str]) -> anyhow::Result<()> {
         ["cert", rest @ ..] => cert(runs(rest)?),
         ["token", rest @ ..] => token(runs(rest)?),
         ["setup", rest @ ..] => setup(runs(rest)?.max(10)),
-        _ => bail!("usage: cargo xtask bench cert|token|setup [--runs N]"),
+        ["exo", rest @ ..] => exo(runs(rest)?),
+        _ => bail!("usage: cargo xtask bench cert|token|setup|exo [--runs N]"),
     }
 }
 
@@ -329,5 +330,51 @@ fn setup(n: usize) -> anyhow::Result<()> {
     }
     drop(sim);
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `cba exo invoke Get-Mailbox` over 10,000 mailboxes (pages of 1,000) against the sim's own serving time for
+/// the same pages; peak RSS. The measuring harness is crates/cba-exo/bench/exo_bench.py (python3).
+fn exo(n: usize) -> anyhow::Result<()> {
+    let cba = release_binary()?;
+    let dir = tempdir()?;
+    let status = Command::new(&cba)
+        .args(["cert", "new", "--name", "bench", "--no-password", "--out-dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("cba cert new failed");
+    }
+    let cer = dir.join("bench.cer");
+    let sim = SimProcess::start(&cba, &["--mailboxes", "10000", "--seed-app-cert", cer.to_str().expect("utf-8 temp path")])?;
+    let token = Command::new(&cba)
+        .args(["token", "--resource", "exchange", "--no-cache"])
+        .args(["--tenant", &sim.info["tenant_id"], "--client-id", &sim.info["seeded_app_id"]])
+        .arg("--cert")
+        .arg(dir.join("bench.pfx"))
+        .args(["--authority-host", &sim.info["login_url"]])
+        .output()?;
+    if !token.status.success() {
+        bail!("cba token failed: {}", String::from_utf8_lossy(&token.stderr));
+    }
+    let sim_json = dir.join("sim.json");
+    std::fs::write(
+        &sim_json,
+        format!(r#"{{"exchange_url":"{}","tenant_id":"{}"}}"#, sim.info["exchange_url"], sim.info["tenant_id"]),
+    )?;
+    let status = Command::new("python3")
+        .arg(root().join("crates/cba-exo/bench/exo_bench.py"))
+        .arg("--cba")
+        .arg(&cba)
+        .arg("--sim-json")
+        .arg(&sim_json)
+        .args(["--runs", &n.to_string()])
+        .env("CBA_EXO_TOKEN", String::from_utf8_lossy(&token.stdout).trim())
+        .status()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !status.success() {
+        eprintln!("(a target was missed; see the line above)");
+    }
     Ok(())
 }

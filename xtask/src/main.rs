@@ -22,7 +22,8 @@ fn main() -> anyhow::Result<()> {
                  e2e             the black-box suites: the real `cba` binary against cba-sim\n  \
                  bench cert      `cba cert new` against the OpenSSL pipeline (docs/benchmarks.md)\n  \
                  bench token     `cba token` cache hit / miss / RSS, and library throughput\n  \
-                 bench setup     `cba setup` against the sim (100 ms latency): wall time vs the critical path\n"
+                 bench setup     `cba setup` against the sim (100 ms latency): wall time vs the critical path\n  \
+                 bench exo       `cba exo invoke Get-Mailbox` over 10,000 sim mailboxes: wall time vs the sim, peak RSS\n"
             );
             bail!("unknown or missing task");
         }

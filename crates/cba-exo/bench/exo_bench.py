@@ -6,7 +6,7 @@ serving time for the same pages (a minimal keep-alive HTTP client in this proces
 the body), and reports the peak RSS of the cba process (getrusage RUSAGE_CHILDREN, one child per measurement
 process, so no /usr/bin/time needed). Runs interleaved, reports medians. Exit 1 when a target is missed.
 
-Setup (what `cargo xtask bench exo` does before calling this):
+Run it with `cargo xtask bench exo`, which does this setup first:
     cba cert new --name bench --no-password --out-dir "$TMP"
     cba sim serve --mailboxes 10000 --seed-app-cert "$TMP/bench.cer" > "$TMP/sim.json" &   # one JSON line
     export CBA_EXO_TOKEN=$(cba token --tenant <tenant_id> --client-id <seeded_app_id> --cert "$TMP/bench.pfx" \
@@ -83,13 +83,13 @@ def main():
     url, tenant = a.exchange_url or info["exchange_url"], a.tenant or info["tenant_id"]
     token = os.environ["CBA_EXO_TOKEN"]
     argv = [a.cba, "exo", "invoke", "Get-Mailbox", "-p", "ResultSize=Unlimited", "--page-size", str(a.page_size),
-            "--tenant", tenant, "--exchange-url", url, "--output", "jsonl"]
+            "--tenant", tenant, "--exchange-url", url, "--access-token-env", "CBA_EXO_TOKEN", "--output", "jsonl"]
     serve_time(url, tenant, token, a.page_size)  # warm the sim
     lines = cba_lines(argv)
     if lines != a.expect:
         sys.exit(f"cba printed {lines} objects, expected {a.expect}")
     startup_argv = [a.cba, "exo", "invoke", "Get-OrganizationConfig", "--tenant", tenant, "--exchange-url", url,
-                    "--output", "jsonl"]
+                    "--access-token-env", "CBA_EXO_TOKEN", "--output", "jsonl"]
     serve, cba, rss, startup = [], [], [], []
     for _ in range(a.runs):
         t, pages, size = serve_time(url, tenant, token, a.page_size)

@@ -245,7 +245,7 @@ fn client(
         .tenant_id(conn.tenant.clone())
         .token_source(conn.tokens.clone())
         .page_size(page_size)
-        // No prefetch: measured on 2 busy cores, handing pages between threads cost more than the overlap won.
+        // No prefetch: measured on 2 cores, overlapping the next page with this one gained nothing (1.56x either way).
         .on_event(move |event| match event {
             cba_exo::Event::Warning { cmdlet, message } => output::warn(style, format!("{cmdlet}: {message}")),
             cba_exo::Event::CmdletError { cmdlet, message } => {
