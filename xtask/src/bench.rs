@@ -347,7 +347,8 @@ fn exo(n: usize) -> anyhow::Result<()> {
         bail!("cba cert new failed");
     }
     let cer = dir.join("bench.cer");
-    let sim = SimProcess::start(&cba, &["--mailboxes", "10000", "--seed-app-cert", cer.to_str().expect("utf-8 temp path")])?;
+    let sim =
+        SimProcess::start(&cba, &["--mailboxes", "10000", "--seed-app-cert", cer.to_str().expect("utf-8 temp path")])?;
     let token = Command::new(&cba)
         .args(["token", "--resource", "exchange", "--no-cache"])
         .args(["--tenant", &sim.info["tenant_id"], "--client-id", &sim.info["seeded_app_id"]])
