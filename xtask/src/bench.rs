@@ -202,20 +202,27 @@ pub fn peak_rss_kib(cmd: &Command) -> anyhow::Result<Option<u64>> {
     Ok(text.lines().last().and_then(|l| l.trim().parse().ok()))
 }
 
-/// `cba token`: cache hit, cache miss against the sim on loopback, peak RSS.
-fn token(n: usize) -> anyhow::Result<()> {
-    let cba = release_binary()?;
-    let dir = tempdir()?;
-    let status = Command::new(&cba)
+/// `cba sim serve` with an app already registered for `DIR/bench.pfx` (made here, unprotected).
+fn seeded_sim(cba: &Path, dir: &Path, sim_args: &[&str]) -> anyhow::Result<SimProcess> {
+    let status = Command::new(cba)
         .args(["cert", "new", "--name", "bench", "--no-password", "--out-dir"])
-        .arg(&dir)
+        .arg(dir)
         .stdout(Stdio::null())
         .status()?;
     if !status.success() {
         bail!("cba cert new failed");
     }
     let cer = dir.join("bench.cer");
-    let sim = SimProcess::start(&cba, &["--seed-app-cert", cer.to_str().expect("utf-8 temp path")])?;
+    let mut args = sim_args.to_vec();
+    args.extend(["--seed-app-cert", cer.to_str().context("the temp folder's path is not UTF-8")?]);
+    SimProcess::start(cba, &args)
+}
+
+/// `cba token`: cache hit, cache miss against the sim on loopback, peak RSS.
+fn token(n: usize) -> anyhow::Result<()> {
+    let cba = release_binary()?;
+    let dir = tempdir()?;
+    let sim = seeded_sim(&cba, &dir, &[])?;
     let cache = dir.join("cache");
     let make = |extra: &[&str]| {
         let mut cmd = Command::new(&cba);
@@ -338,17 +345,7 @@ fn setup(n: usize) -> anyhow::Result<()> {
 fn exo(n: usize) -> anyhow::Result<()> {
     let cba = release_binary()?;
     let dir = tempdir()?;
-    let status = Command::new(&cba)
-        .args(["cert", "new", "--name", "bench", "--no-password", "--out-dir"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("cba cert new failed");
-    }
-    let cer = dir.join("bench.cer");
-    let sim =
-        SimProcess::start(&cba, &["--mailboxes", "10000", "--seed-app-cert", cer.to_str().expect("utf-8 temp path")])?;
+    let sim = seeded_sim(&cba, &dir, &["--mailboxes", "10000"])?;
     let token = Command::new(&cba)
         .args(["token", "--resource", "exchange", "--no-cache"])
         .args(["--tenant", &sim.info["tenant_id"], "--client-id", &sim.info["seeded_app_id"]])

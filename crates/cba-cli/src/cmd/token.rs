@@ -57,7 +57,7 @@ pub struct Args {
     #[arg(long, value_name = "exchange|graph|URL", value_parser = parse_resource)]
     pub resource: Option<Resource>,
     /// The Microsoft cloud: global, usgov-high, usgov-dod or china.
-    #[arg(long, value_name = "CLOUD", value_parser = parse_cloud)]
+    #[arg(long, value_name = "CLOUD", value_parser = crate::connect::parse_cloud)]
     pub cloud: Option<Cloud>,
     /// Another login root, e.g. http://127.0.0.1:8080 for `cba sim` [env: AZURE_AUTHORITY_HOST].
     #[arg(long, value_name = "URL")]
@@ -86,7 +86,7 @@ pub struct Args {
     #[arg(long, value_name = "TOKEN|-", num_args = 0..=1, conflicts_with = "clear_cache")]
     pub decode: Option<Option<String>>,
     /// Right after setup: keep trying through AADSTS700016/700027 (replication) for up to DURATION (90s, 5m, 1h).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::connect::parse_duration)]
     pub wait: Option<Duration>,
 }
 
@@ -108,24 +108,6 @@ pub enum TokenFormat {
 
 fn parse_resource(s: &str) -> Result<Resource, String> {
     s.parse().map_err(|e: cba_token::Error| e.to_string())
-}
-
-fn parse_cloud(s: &str) -> Result<Cloud, String> {
-    s.parse().map_err(|e: cba_token::Error| e.to_string())
-}
-
-/// `90`, `90s`, `5m`, `1h`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("{s:?}: expected a number with s, m or h (90s, 5m, 1h)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m or h")),
-    };
-    Ok(Duration::from_secs(secs))
 }
 
 /// Who signs in and where: from the flags, then a profile (`--profile`, CBA_PROFILE), then the environment.
@@ -524,12 +506,12 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(crate::connect::parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(crate::connect::parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(crate::connect::parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(crate::connect::parse_duration("1h").unwrap(), Duration::from_secs(3600));
         for bad in ["", "m", "5x", "-1m", "1.5m"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
+            assert!(crate::connect::parse_duration(bad).is_err(), "{bad:?}");
         }
     }
 
