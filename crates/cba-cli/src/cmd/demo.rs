@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use cba_graph::Replication;
 use cba_graph::wellknown::{self, EXCHANGE_MANAGE_AS_APP};
 use cba_sim::SimTenant;
 use cba_token::ClientCertificate;
@@ -361,12 +362,15 @@ async fn status_step(
     let outcome = async {
         let profile = Profile::load(profile_path)?;
         let settings = status::Settings {
-            profile_path: profile_path.to_path_buf(),
-            profile,
+            profile_path: Some(profile_path.to_path_buf()),
+            target: status::Target::from_profile(&profile),
             password: password.clone(),
             urls: urls.clone(),
             admin: Some(admin),
             wait: Some(Duration::from_secs(60)),
+            // Right after setup: its proof accepts a token without `wids` (no role replicated yet), so Graph
+            // may not list the role assignment for a moment.
+            replication: Replication::Expected,
             ui,
         };
         let report = status::execute(&settings).await?;

@@ -201,6 +201,21 @@ pub async fn execute(mut s: Settings) -> anyhow::Result<Report> {
         return Ok(report);
     }
     let current_valid = current.certificate.is_valid_at(now);
+    // Refused before anything is made: an expired certificate cannot sign the app's own addKey proof.
+    let fallback_admin = match (current_valid, &s.admin) {
+        (true, _) => None,
+        (false, Some(admin)) => Some(admin),
+        (false, None) => {
+            return Err(fail(
+                Exit::BadInput,
+                format!(
+                    "the current certificate {} expired on {}: the app cannot sign its own addKey proof; rerun with \
+                     --admin device-code|token|cert so an administrator replaces it",
+                    s.profile.certificate.thumbprint_sha1, s.profile.certificate.not_after
+                ),
+            ));
+        }
+    };
 
     // 1. The new certificate (or the one an interrupted run made).
     let (new_identity, mut new_ref) = match s.profile.pending_certificate.clone() {
@@ -225,7 +240,23 @@ pub async fn execute(mut s: Settings) -> anyhow::Result<Report> {
 
     // 2. Register it beside the current one.
     let p = s.profile.clone();
-    if current_valid {
+    if let Some(admin) = fallback_admin {
+        ui.step("2/4 the current certificate has expired: the administrator replaces it (PATCH keyCredentials)");
+        let (tokens, _) = connect::admin_tokens(admin, &s.urls, &p.tenant_id, ui).await?;
+        let graph = connect::graph_client(&s.urls, tokens, s.wait, ui)?;
+        provision::replace_keys_patch(
+            &graph,
+            &p.app_object_id,
+            std::slice::from_ref(&key),
+            std::slice::from_ref(&p.certificate.thumbprint_sha1),
+            Replication::NotExpected,
+        )
+        .await
+        .map_err(|e| connect::graph_failure(e, &format!("replacing the certificates of app {}", p.app_name)))?;
+        requests += graph.requests_sent();
+        report.method = Some("admin");
+        report.old_removed = true;
+    } else {
         ui.step("2/4 registering it beside the current one (addKey, proof signed by the current certificate)");
         let graph = self_graph(&s, &current)?;
         let added = provision::add_key_with_proof(
@@ -256,32 +287,6 @@ pub async fn execute(mut s: Settings) -> anyhow::Result<Report> {
             }
         }
         report.method = Some("self");
-    } else {
-        let Some(admin) = &s.admin else {
-            return Err(fail(
-                Exit::BadInput,
-                format!(
-                    "the current certificate {} expired on {}: the app cannot sign its own addKey proof; rerun with \
-                     --admin device-code|token|cert so an administrator replaces it",
-                    p.certificate.thumbprint_sha1, p.certificate.not_after
-                ),
-            ));
-        };
-        ui.step("2/4 the current certificate has expired: the administrator replaces it (PATCH keyCredentials)");
-        let (tokens, _) = connect::admin_tokens(admin, &s.urls, &p.tenant_id, ui).await?;
-        let graph = connect::graph_client(&s.urls, tokens, s.wait, ui)?;
-        provision::replace_keys_patch(
-            &graph,
-            &p.app_object_id,
-            std::slice::from_ref(&key),
-            std::slice::from_ref(&p.certificate.thumbprint_sha1),
-            Replication::NotExpected,
-        )
-        .await
-        .map_err(|e| connect::graph_failure(e, &format!("replacing the certificates of app {}", p.app_name)))?;
-        requests += graph.requests_sent();
-        report.method = Some("admin");
-        report.old_removed = true;
     }
 
     // 3. Prove the new one works.

@@ -181,3 +181,55 @@ async fn e2e_setup_killed_right_after_the_app_is_created_adopts_it_while_it_repl
     assert_code(&o, 0);
     t.assert_one_of_each().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_setup_as_a_provisioning_app_with_its_own_certificate() {
+    let t = Tenant::start(SimTenant::builder()).await;
+    // The provisioning app: a certificate and the three Graph application permissions setup needs.
+    let runner_cert = cba_cert::generate(&cba_cert::NewCertificate::new("provisioner")).unwrap();
+    let pfx = runner_cert.to_pfx(None, cba_cert::PfxFormat::Modern).unwrap();
+    std::fs::write(t.dir.path().join("provisioner.pfx"), pfx).unwrap();
+    let runner = t.sim.seed_app("provisioner", &[runner_cert.certificate.der()]).await;
+    let graph = "00000003-0000-0000-c000-000000000000";
+    for permission in
+        ["Application.ReadWrite.All", "AppRoleAssignment.ReadWrite.All", "RoleManagement.ReadWrite.Directory"]
+    {
+        t.sim.seed_grant(&runner, graph, permission).await;
+    }
+    let before = t.sim.state().await.primary().app_role_assignments.len();
+
+    let admin = ["--admin", "cert", "--admin-cert", "provisioner.pfx", "--admin-client-id", &runner.app_id];
+    let o = super::run(
+        t.cmd(&t.setup_args(&[&admin[..], &["--output", "json"]].concat())).env_remove("CBA_GRAPH_TOKEN"),
+        None,
+    );
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["token_roles"][0], "Exchange.ManageAsApp");
+
+    // One new app, service principal, grant and role, besides the provisioning app's own.
+    let state = t.sim.state().await;
+    let s = state.primary();
+    let apps: Vec<_> = s.applications.iter().filter(|a| a.app_id != runner.app_id).collect();
+    assert_eq!(apps.len(), 1, "{apps:#?}");
+    assert_eq!(apps[0].display_name, APP);
+    assert_eq!(apps[0].key_credentials.len(), 1);
+    let sps: Vec<_> = s.custom_service_principals().filter(|sp| sp.app_id == apps[0].app_id).collect();
+    assert_eq!(sps.len(), 1, "{sps:#?}");
+    let grants: Vec<_> = s.app_role_assignments.iter().filter(|g| g.principal_id == sps[0].id).collect();
+    assert_eq!(grants.len(), 1, "{grants:#?}");
+    assert_eq!(grants[0].app_role_value.as_deref(), Some("Exchange.ManageAsApp"));
+    assert_eq!(s.app_role_assignments.len(), before + 1);
+    assert_eq!(s.role_assignments.len(), 1, "{:#?}", s.role_assignments);
+    assert_eq!(s.role_assignments[0].principal_id, sps[0].id);
+    assert_eq!(s.role_assignments[0].role_definition_id, "29232cdf-9323-42fd-ade2-1d097af3e4de");
+    assert_eq!(t.profile_json()["app_id"], apps[0].app_id.as_str());
+
+    // A rerun with the same sign-in finds everything in place.
+    let o = super::run(
+        t.cmd(&t.setup_args(&[&admin[..], &["--output", "json"]].concat())).env_remove("CBA_GRAPH_TOKEN"),
+        None,
+    );
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["changed"], false);
+    assert_eq!(t.sim.state().await, state, "a rerun changes nothing in the tenant");
+}

@@ -141,6 +141,15 @@ impl Tenant {
         state
     }
 
+    /// A Graph client signed in as the tenant's admin, to change the tenant behind `cba`'s back.
+    pub fn admin_graph(&self) -> cba_graph::GraphClient {
+        cba_graph::GraphClient::builder()
+            .base_url(self.sim.graph_url())
+            .token_source(std::sync::Arc::new(cba_graph::StaticToken::new(self.sim.admin_token())))
+            .build()
+            .unwrap()
+    }
+
     pub async fn assert_empty(&self) {
         let state = self.sim.state().await;
         let t = state.primary();
