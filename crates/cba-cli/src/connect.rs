@@ -337,7 +337,8 @@ pub fn graph_failure(e: cba_graph::Error, doing: &str) -> anyhow::Error {
         text.push_str(&format!(
             "; the signed-in administrator needs the Entra role {role} (and the sign-in's consent to \
              Application.ReadWrite.All, AppRoleAssignment.ReadWrite.All, RoleManagement.ReadWrite.Directory): \
-             ask a Global Administrator, or sign in as one"
+             ask a Global Administrator, or sign in as one; a provisioning app (--admin cert) needs those three \
+             as admin-consented Microsoft Graph application permissions instead"
         ));
         Exit::Permission
     } else {
