@@ -5,7 +5,9 @@ mod client;
 mod error;
 mod params;
 
-pub use client::{APP_ANCHOR_MAILBOX, DEFAULT_EXCHANGE_ROOT, DEFAULT_PAGE_SIZE, Event, ExoClient, ExoClientBuilder};
+pub use client::{
+    APP_ANCHOR_MAILBOX, DEFAULT_EXCHANGE_ROOT, DEFAULT_PAGE_SIZE, Event, ExoClient, ExoClientBuilder, RawPage,
+};
 pub use error::{CmdletErrorDetail, Error, NOT_ALLOWED_HINT, UNSUPPORTED_ROLE_HINT};
 pub use params::{GENERIC_HASHTABLE, Hashtable, ParamValue, Parameters};
 

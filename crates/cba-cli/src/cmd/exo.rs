@@ -245,7 +245,9 @@ fn client(
         .tenant_id(conn.tenant.clone())
         .token_source(conn.tokens.clone())
         .page_size(page_size)
-        // No prefetch: measured on 2 cores, overlapping the next page with this one gained nothing (1.56x either way).
+        // Prefetch: the next page is asked for as soon as this one's next link is seen (before it is parsed), so
+        // the service prepares it while this one is parsed and written. Two pages in memory at most.
+        .prefetch(true)
         .on_event(move |event| match event {
             cba_exo::Event::Warning { cmdlet, message } => output::warn(style, format!("{cmdlet}: {message}")),
             cba_exo::Event::CmdletError { cmdlet, message } => {
@@ -515,14 +517,20 @@ fn invoke(args: InvokeArgs, global: &Global) -> anyhow::Result<()> {
     let cmdlet = args.cmdlet.clone();
     let stdout = io::stdout();
     let result = runtime.block_on(async move {
-        let items = exo.invoke_as::<Box<RawValue>>(&cmdlet, &params);
-        let items = items.take(limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)));
+        // Whole pages, each object written straight from the page's text (no copy or allocation per object).
+        let pages = std::pin::pin!(exo.invoke_pages(&cmdlet, &params));
+        let mut items = PagedItems {
+            pages,
+            page: cba_exo::RawPage::default(),
+            at: 0,
+            left: limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        };
         let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
         let printed = match format {
-            OutputFormat::Jsonl => write_jsonl(items, &select, &mut out).await,
-            OutputFormat::Json => write_json(items, &select, &mut out).await,
-            OutputFormat::Csv => write_csv(items, &select, &mut out, global.style).await,
-            OutputFormat::Text | OutputFormat::Table => write_table(items, &select, &mut out, global.style).await,
+            OutputFormat::Jsonl => write_jsonl(&mut items, &select, &mut out).await,
+            OutputFormat::Json => write_json(&mut items, &select, &mut out).await,
+            OutputFormat::Csv => write_csv(&mut items, &select, &mut out, global.style).await,
+            OutputFormat::Text | OutputFormat::Table => write_table(&mut items, &select, &mut out, global.style).await,
         };
         out.flush()?;
         printed
@@ -565,28 +573,60 @@ impl From<WriteError> for anyhow::Error {
     }
 }
 
-type Items = Result<Box<RawValue>, cba_exo::Error>;
+/// Output objects one at a time, each borrowed from whatever holds it.
+trait ItemSource {
+    /// The next object's JSON text. When it is not at hand yet (a page is on its way) what was written is
+    /// flushed first, so output appears page by page.
+    async fn next_item(&mut self, out: &mut impl Write) -> Result<Option<&str>, WriteError>;
+}
 
-/// The next item; when it is not ready yet (a page is on its way) flush what was written first, so output
-/// appears page by page.
-async fn next_flushing<S: Stream<Item = Items> + Unpin>(
-    items: &mut S,
-    out: &mut impl Write,
-) -> Result<Option<Box<RawValue>>, WriteError> {
-    let next = match items.next().now_or_never() {
-        Some(next) => next,
-        None => {
-            out.flush()?;
-            items.next().await
+/// The objects of a page stream, at most `left` of them.
+struct PagedItems<S> {
+    pages: S,
+    page: cba_exo::RawPage,
+    at: usize,
+    left: usize,
+}
+
+impl<S: Stream<Item = Result<cba_exo::RawPage, cba_exo::Error>> + Unpin> ItemSource for PagedItems<S> {
+    async fn next_item(&mut self, out: &mut impl Write) -> Result<Option<&str>, WriteError> {
+        if self.left == 0 {
+            return Ok(None);
         }
-    };
-    Ok(next.transpose()?)
+        while self.at >= self.page.len() {
+            let next = match self.pages.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    out.flush()?;
+                    self.pages.next().await
+                }
+            };
+            match next {
+                Some(page) => (self.page, self.at) = (page?, 0),
+                None => {
+                    self.left = 0;
+                    return Ok(None);
+                }
+            }
+        }
+        self.left -= 1;
+        self.at += 1;
+        Ok(self.page.get(self.at - 1))
+    }
+}
+
+/// Whether `s` holds a CR or LF. Runs over every output byte, so 32 bytes at a time without branches (the
+/// compiler vectorises the inner fold); `str::contains([..])` decodes char by char and cost a quarter of the CPU.
+fn has_line_break(s: &[u8]) -> bool {
+    let found = |chunk: &[u8]| chunk.iter().fold(0u8, |acc, &b| acc | u8::from(b == b'\n') | u8::from(b == b'\r')) != 0;
+    let mut chunks = s.chunks_exact(32);
+    chunks.by_ref().any(found) || found(chunks.remainder())
 }
 
 /// One JSON value, compact: the service's text if it is already on one line, else with the whitespace
 /// between tokens removed (order and number spelling kept).
 fn write_compact(raw: &str, out: &mut impl Write) -> io::Result<()> {
-    if !raw.contains(['\n', '\r']) {
+    if !has_line_break(raw.as_bytes()) {
         return out.write_all(raw.as_bytes());
     }
     let mut in_string = false;
@@ -612,9 +652,9 @@ fn write_compact(raw: &str, out: &mut impl Write) -> io::Result<()> {
 }
 
 /// One output object, optionally reduced to the `select`ed properties.
-fn write_item(raw: &RawValue, select: &[String], out: &mut impl Write) -> Result<(), WriteError> {
+fn write_item(raw: &str, select: &[String], out: &mut impl Write) -> Result<(), WriteError> {
     if select.is_empty() {
-        return Ok(write_compact(raw.get(), out)?);
+        return Ok(write_compact(raw, out)?);
     }
     let record = Record::parse(raw)?;
     out.write_all(b"{")?;
@@ -623,7 +663,7 @@ fn write_item(raw: &RawValue, select: &[String], out: &mut impl Write) -> Result
             out.write_all(b",")?;
         }
         let (key, value) = match record.get(name) {
-            Some((key, value)) => (key, value.get()),
+            Some((key, value)) => (key, value),
             None => (name.as_str(), "null"),
         };
         serde_json::to_writer(&mut *out, key).map_err(io::Error::from)?;
@@ -635,14 +675,13 @@ fn write_item(raw: &RawValue, select: &[String], out: &mut impl Write) -> Result
 }
 
 async fn write_jsonl(
-    items: impl Stream<Item = Items>,
+    items: &mut impl ItemSource,
     select: &[String],
     out: &mut impl Write,
 ) -> Result<usize, WriteError> {
-    let mut items = std::pin::pin!(items);
     let mut count = 0;
-    while let Some(raw) = next_flushing(&mut items, out).await? {
-        write_item(&raw, select, out)?;
+    while let Some(raw) = items.next_item(out).await? {
+        write_item(raw, select, out)?;
         out.write_all(b"\n")?;
         count += 1;
     }
@@ -650,17 +689,12 @@ async fn write_jsonl(
 }
 
 /// One JSON array, written as items arrive (one object per line), never held whole.
-async fn write_json(
-    items: impl Stream<Item = Items>,
-    select: &[String],
-    out: &mut impl Write,
-) -> Result<usize, WriteError> {
-    let mut items = std::pin::pin!(items);
+async fn write_json(items: &mut impl ItemSource, select: &[String], out: &mut impl Write) -> Result<usize, WriteError> {
     let mut count = 0;
     out.write_all(b"[")?;
-    while let Some(raw) = next_flushing(&mut items, out).await? {
+    while let Some(raw) = items.next_item(out).await? {
         out.write_all(if count == 0 { b"\n" } else { b",\n" })?;
-        write_item(&raw, select, out)?;
+        write_item(raw, select, out)?;
         count += 1;
     }
     out.write_all(if count == 0 { b"]\n" } else { b"\n]\n" })?;
@@ -674,18 +708,18 @@ async fn write_json(
 /// bare value (a cmdlet that outputs strings).
 enum Record {
     Object(Vec<(String, Box<RawValue>)>),
-    Scalar(Box<RawValue>),
+    Scalar(String),
 }
 
 /// The column a bare value goes in.
 const SCALAR_COLUMN: &str = "Value";
 
 impl Record {
-    fn parse(raw: &RawValue) -> Result<Record, cba_exo::Error> {
-        if !raw.get().trim_start().starts_with('{') {
-            return Ok(Record::Scalar(raw.to_owned()));
+    fn parse(raw: &str) -> Result<Record, cba_exo::Error> {
+        if !raw.trim_start().starts_with('{') {
+            return Ok(Record::Scalar(raw.to_string()));
         }
-        let fields: OrderedFields = serde_json::from_str(raw.get()).map_err(|e| cba_exo::Error::Protocol {
+        let fields: OrderedFields = serde_json::from_str(raw).map_err(|e| cba_exo::Error::Protocol {
             cmdlet: "the cmdlet".to_string(),
             message: format!("an output object is not valid JSON: {e}"),
         })?;
@@ -693,14 +727,14 @@ impl Record {
     }
 
     /// A property by name, case-insensitively as in PowerShell: (its spelling, its value).
-    fn get(&self, name: &str) -> Option<(&str, &RawValue)> {
+    fn get(&self, name: &str) -> Option<(&str, &str)> {
         match self {
             Record::Object(fields) => fields
                 .iter()
                 .find(|(k, _)| k == name)
                 .or_else(|| fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
-                .map(|(k, v)| (k.as_str(), &**v)),
-            Record::Scalar(v) if name == SCALAR_COLUMN => Some((SCALAR_COLUMN, &**v)),
+                .map(|(k, v)| (k.as_str(), v.get())),
+            Record::Scalar(v) if name == SCALAR_COLUMN => Some((SCALAR_COLUMN, v.as_str())),
             Record::Scalar(_) => None,
         }
     }
@@ -740,10 +774,10 @@ impl<'de> serde::Deserialize<'de> for OrderedFields {
 
 /// A property value as text for a cell: strings bare, null empty, arrays of scalars joined with `sep`,
 /// anything nested as compact JSON.
-fn cell_text(raw: &RawValue, sep: &str) -> String {
-    let value: serde_json::Value = match serde_json::from_str(raw.get()) {
+fn cell_text(raw: &str, sep: &str) -> String {
+    let value: serde_json::Value = match serde_json::from_str(raw) {
         Ok(v) => v,
-        Err(_) => return raw.get().to_string(),
+        Err(_) => return raw.to_string(),
     };
     fn scalar(v: &serde_json::Value) -> Option<String> {
         match v {
@@ -773,15 +807,14 @@ const DEFAULT_TABLE_COLUMNS: usize = 8;
 const MAX_CELL: usize = 40;
 
 async fn write_table(
-    items: impl Stream<Item = Items>,
+    items: &mut impl ItemSource,
     select: &[String],
     out: &mut impl Write,
     style: output::Style,
 ) -> Result<usize, WriteError> {
-    let mut items = std::pin::pin!(items);
     let mut records = Vec::new();
-    while let Some(raw) = items.next().await.transpose()? {
-        records.push(Record::parse(&raw)?);
+    while let Some(raw) = items.next_item(out).await? {
+        records.push(Record::parse(raw)?);
     }
     if records.is_empty() {
         output::info(style.dim("(no output)"));
@@ -879,20 +912,19 @@ fn csv_record(fields: impl IntoIterator<Item = String>, out: &mut impl Write) ->
 
 /// Streamed: the columns are --select, else the first object's properties.
 async fn write_csv(
-    items: impl Stream<Item = Items>,
+    items: &mut impl ItemSource,
     select: &[String],
     out: &mut impl Write,
     style: output::Style,
 ) -> Result<usize, WriteError> {
-    let mut items = std::pin::pin!(items);
     let mut columns: Option<Vec<String>> = (!select.is_empty()).then(|| select.to_vec());
     if let Some(columns) = &columns {
         csv_record(columns.iter().cloned(), out)?;
     }
     let mut warned = false;
     let mut count = 0;
-    while let Some(raw) = next_flushing(&mut items, out).await? {
-        let record = Record::parse(&raw)?;
+    while let Some(raw) = items.next_item(out).await? {
+        let record = Record::parse(raw)?;
         let columns = match &mut columns {
             Some(c) => &*c,
             None => {
@@ -1078,9 +1110,13 @@ mod tests {
         }
     }
 
-    fn raw_items(values: &[&str]) -> impl Stream<Item = Items> {
-        let items: Vec<Items> = values.iter().map(|v| Ok(RawValue::from_string(v.to_string()).unwrap())).collect();
-        futures::stream::iter(items)
+    /// The values as pages of two objects, as `invoke` gets them.
+    fn raw_items(values: &[&str]) -> PagedItems<impl Stream<Item = Result<cba_exo::RawPage, cba_exo::Error>> + Unpin> {
+        let pages: Vec<Result<cba_exo::RawPage, cba_exo::Error>> = values
+            .chunks(2)
+            .map(|chunk| Ok(chunk.iter().map(|v| RawValue::from_string(v.to_string()).unwrap()).collect()))
+            .collect();
+        PagedItems { pages: futures::stream::iter(pages), page: cba_exo::RawPage::default(), at: 0, left: usize::MAX }
     }
 
     fn render(format: OutputFormat, values: &[&str], select: &[&str]) -> String {
@@ -1090,10 +1126,10 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
             match format {
-                OutputFormat::Jsonl => write_jsonl(raw_items(values), &select, &mut out).await,
-                OutputFormat::Json => write_json(raw_items(values), &select, &mut out).await,
-                OutputFormat::Csv => write_csv(raw_items(values), &select, &mut out, style).await,
-                _ => write_table(raw_items(values), &select, &mut out, style).await,
+                OutputFormat::Jsonl => write_jsonl(&mut raw_items(values), &select, &mut out).await,
+                OutputFormat::Json => write_json(&mut raw_items(values), &select, &mut out).await,
+                OutputFormat::Csv => write_csv(&mut raw_items(values), &select, &mut out, style).await,
+                _ => write_table(&mut raw_items(values), &select, &mut out, style).await,
             }
         })
         .unwrap();
