@@ -23,8 +23,18 @@ use crate::secrets::PasswordArgs;
 
 const APP: &str = "contoso-exo";
 
+const EXAMPLES: &str = "\
+Examples:
+  cba demo                                   # the whole flow, about 15 s, no account needed
+  cba demo --output json                     # the steps, their timings and results, for scripts
+  cba demo --replication-delay-ms 0 --throttle-every 0   # without Entra's delays and throttling
+  cba demo --keep                            # keep its folder (certificates, profile)
+
+Exit 0 only when every step did what it should, checked against the simulated tenant's state.";
+
 /// `cba demo` flags.
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
 pub struct Args {
     /// Entra's replication delay in the simulated tenant, in milliseconds.
     #[arg(long, value_name = "N", default_value_t = 1500)]
