@@ -415,6 +415,26 @@ pub fn is_guid(s: &str) -> bool {
     parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12]) && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
+/// Who signs in as the app: the flags `cba token`, `cba status` and `cba exo` share. They win over the profile,
+/// which wins over AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_CERTIFICATE_PATH.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AppArgs {
+    /// The profile `cba setup` wrote: tenant, app, certificate, cloud and endpoints [env: CBA_PROFILE].
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Tenant id (GUID) or domain [env: AZURE_TENANT_ID].
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
+    /// The app's client (application) id [env: AZURE_CLIENT_ID].
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// The certificate with its private key: PFX/P12 or PEM [env: AZURE_CLIENT_CERTIFICATE_PATH].
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    #[command(flatten)]
+    pub password: crate::secrets::PasswordArgs,
+}
+
 /// `90`, `90s`, `5m`, `1h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

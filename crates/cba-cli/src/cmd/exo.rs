@@ -512,7 +512,11 @@ fn invoke(args: InvokeArgs, global: &Global) -> anyhow::Result<()> {
     };
     let cmdlet_errors = Arc::new(AtomicUsize::new(0));
     let exo = client(&connect(&args.connection)?, page_size, global, cmdlet_errors.clone())?;
-    let runtime = crate::runtime()?;
+    let runtime = match std::env::var("X_RT").as_deref() {
+        Ok("ct") => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        Ok("mt1") => tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?,
+        _ => crate::runtime()?,
+    };
     let format = global.output;
     let cmdlet = args.cmdlet.clone();
     let stdout = io::stdout();
@@ -594,6 +598,7 @@ impl<S: Stream<Item = Result<cba_exo::RawPage, cba_exo::Error>> + Unpin> ItemSou
             return Ok(None);
         }
         while self.at >= self.page.len() {
+            if std::env::var_os("X_NOEARLY").is_none() { self.page = cba_exo::RawPage::default(); }
             let next = match self.pages.next().now_or_never() {
                 Some(next) => next,
                 None => {

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use crate::Global;
 use crate::cmd::cert;
 use crate::cmd::token::Credentials;
-use crate::connect::{self, Admin, AdminArgs, EndpointArgs, Ui, Urls};
+use crate::connect::{self, Admin, AdminArgs, AppArgs, EndpointArgs, Ui, Urls};
 use crate::exit::{Exit, fail};
 use crate::output::{self, OutputFormat};
 use crate::profile::Profile;
@@ -47,25 +47,12 @@ Exit codes: 0 every check passed, 7 a check failed (the table says which and wha
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// The profile `cba setup` wrote [env: CBA_PROFILE].
-    #[arg(long, value_name = "FILE")]
-    pub profile: Option<PathBuf>,
-    /// The tenant id (GUID) or domain, without a profile or instead of its [env: AZURE_TENANT_ID].
-    #[arg(long, value_name = "TENANT")]
-    pub tenant: Option<String>,
-    /// The app's client (application) id, without a profile or instead of its [env: AZURE_CLIENT_ID].
-    #[arg(long, value_name = "ID")]
-    pub client_id: Option<String>,
-    /// The certificate with its private key (PFX/P12 or PEM), without a profile or instead of its
-    /// [env: AZURE_CLIENT_CERTIFICATE_PATH].
-    #[arg(long, value_name = "FILE")]
-    pub cert: Option<PathBuf>,
+    #[command(flatten)]
+    pub app: AppArgs,
     /// The Entra role(s) the app should hold (repeatable; case-insensitive) [default: the profile's, else
     /// Exchange Administrator].
     #[arg(long = "role", value_name = "NAME")]
     pub roles: Vec<String>,
-    #[command(flatten)]
-    pub password: PasswordArgs,
     #[command(flatten)]
     pub endpoints: EndpointArgs,
     #[command(flatten)]
@@ -115,12 +102,7 @@ impl Target {
         profile: Option<&Profile>,
         env: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Target> {
-        let flags = Credentials {
-            tenant: args.tenant.clone(),
-            client_id: args.client_id.clone(),
-            cert: args.cert.clone(),
-            ..Credentials::default()
-        };
+        let flags = Credentials::from_app_args(&args.app);
         let creds = flags.or(profile.map(Credentials::from_profile).unwrap_or_default()).or(Credentials::from_env(env));
         let missing: Vec<&str> = [
             (creds.tenant.is_none(), "--tenant (AZURE_TENANT_ID)"),
@@ -232,7 +214,7 @@ impl Report {
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let env = |k: &str| std::env::var(k).ok();
-    let profile = match connect::profile_path(args.profile.clone()) {
+    let profile = match connect::profile_path(args.app.profile.clone()) {
         Some(path) => {
             let profile = Profile::load(&path)?;
             profile.require_complete(&path)?;
@@ -246,7 +228,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let settings = Settings {
         profile_path: profile.map(|(path, _)| path),
         target,
-        password: args.password,
+        password: args.app.password,
         urls,
         admin,
         wait: args.wait,

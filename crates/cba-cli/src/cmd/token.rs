@@ -13,6 +13,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::Global;
+use crate::connect::AppArgs;
 use crate::exit::{Exit, ExitExt as _, fail};
 use crate::output::{self, OutputFormat};
 use crate::secrets::PasswordArgs;
@@ -38,21 +39,8 @@ AADSTS errors: docs/troubleshooting-aadsts.md.";
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Tenant id (GUID) or domain [env: AZURE_TENANT_ID].
-    #[arg(long, value_name = "TENANT")]
-    pub tenant: Option<String>,
-    /// The app's client (application) id [env: AZURE_CLIENT_ID].
-    #[arg(long, value_name = "ID")]
-    pub client_id: Option<String>,
-    /// The certificate with its private key: PFX/P12 or PEM [env: AZURE_CLIENT_CERTIFICATE_PATH].
-    #[arg(long, value_name = "FILE")]
-    pub cert: Option<PathBuf>,
-    /// Take tenant, client id, certificate, cloud and login root from this `cba setup` profile (flags still
-    /// win; the profile wins over AZURE_* variables) [env: CBA_PROFILE].
-    #[arg(long, value_name = "FILE")]
-    pub profile: Option<PathBuf>,
     #[command(flatten)]
-    pub password: PasswordArgs,
+    pub app: AppArgs,
     /// What the token is for: exchange, graph, or a resource URL (`/.default` is added).
     #[arg(long, value_name = "exchange|graph|URL", value_parser = parse_resource)]
     pub resource: Option<Resource>,
@@ -122,11 +110,21 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// The shared app flags (tenant, client id, certificate).
+    pub fn from_app_args(app: &AppArgs) -> Credentials {
+        Credentials {
+            tenant: app.tenant.clone(),
+            client_id: app.client_id.clone(),
+            cert: app.cert.clone(),
+            ..Credentials::default()
+        }
+    }
+
     pub fn from_flags(args: &Args) -> Credentials {
         Credentials {
-            tenant: args.tenant.clone(),
-            client_id: args.client_id.clone(),
-            cert: args.cert.clone(),
+            tenant: args.app.tenant.clone(),
+            client_id: args.app.client_id.clone(),
+            cert: args.app.cert.clone(),
             cloud: args.cloud,
             authority_host: args.authority_host.clone(),
             send_x5c: args.send_x5c.then_some(true),
@@ -233,7 +231,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         return print_decoded(&decoded, json_wanted(args.format, global));
     }
 
-    let from_profile = match crate::connect::profile_path(args.profile.clone()) {
+    let from_profile = match crate::connect::profile_path(args.app.profile.clone()) {
         Some(path) => {
             let profile = crate::profile::Profile::load(&path)?;
             profile.require_complete(&path)?;
@@ -245,7 +243,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let settings = Settings::resolve(creds, args.resource.clone().unwrap_or_default(), args.alg, args.no_cache)?;
 
     if args.print_assertion {
-        let cert = load_certificate(&settings, &args.password)?;
+        let cert = load_certificate(&settings, &args.app.password)?;
         let url = settings.endpoints.authority.token_url(&settings.tenant);
         let assertion =
             cert.sign_assertion(&url, &settings.assertion, OffsetDateTime::now_utc()).exit(Exit::BadInput)?;
@@ -361,7 +359,7 @@ fn token_client(settings: &Settings) -> anyhow::Result<TokenClient> {
 }
 
 fn fetch(settings: &Settings, args: &Args, global: &Global) -> anyhow::Result<AccessToken> {
-    let cert = load_certificate(settings, &args.password)?;
+    let cert = load_certificate(settings, &args.app.password)?;
     let client = token_client(settings)?;
     let runtime = crate::runtime()?;
     let style = global.style;
