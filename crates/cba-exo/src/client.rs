@@ -222,6 +222,7 @@ impl ExoClientBuilder {
                 page_size,
                 events: self.events,
                 prefetch: self.prefetch,
+                spare: Arc::default(),
             }),
         })
     }
@@ -248,6 +249,36 @@ struct Inner {
     page_size: u32,
     events: Option<EventHandler>,
     prefetch: bool,
+    spare: Arc<Spare>,
+}
+
+/// A page buffer given back by a dropped [`RawPage`], for the next body: a reused buffer is already mapped, so
+/// reading a page into it costs no page faults (a fresh megabyte is 256 of them). One kept at most.
+#[derive(Default)]
+struct Spare(std::sync::Mutex<Option<Vec<u8>>>);
+
+impl Spare {
+    /// An empty buffer with room for `len` bytes (a spare one when there is one).
+    fn take(&self, len: usize) -> Vec<u8> {
+        let mut buf = self.0.lock().ok().and_then(|mut s| s.take()).unwrap_or_default();
+        buf.clear();
+        buf.reserve(len);
+        buf
+    }
+
+    fn put(&self, buf: Vec<u8>) {
+        if let Ok(mut spare) = self.0.lock()
+            && spare.as_ref().is_none_or(|s| s.capacity() < buf.capacity())
+        {
+            *spare = Some(buf);
+        }
+    }
+}
+
+impl fmt::Debug for Spare {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Spare")
+    }
 }
 
 impl fmt::Debug for ExoClient {
@@ -340,6 +371,15 @@ impl ExoClient {
 pub struct RawPage {
     text: String,
     spans: Vec<Range<usize>>,
+    spare: Option<Arc<Spare>>,
+}
+
+impl Drop for RawPage {
+    fn drop(&mut self) {
+        if let Some(spare) = self.spare.take() {
+            spare.put(std::mem::take(&mut self.text).into_bytes());
+        }
+    }
 }
 
 impl RawPage {
@@ -365,7 +405,7 @@ impl RawPage {
 
     /// Items parsed on their own (a body that is not all UTF-8): their texts end to end.
     fn from_boxes(items: Vec<Box<RawValue>>) -> RawPage {
-        let mut page = RawPage { text: String::new(), spans: Vec::with_capacity(items.len()) };
+        let mut page = RawPage { text: String::new(), spans: Vec::with_capacity(items.len()), spare: None };
         for raw in items {
             let at = page.text.len();
             page.text.push_str(raw.get());
@@ -388,6 +428,8 @@ trait PageItems: Default + Send + Sized + 'static {
     /// The body (not empty) as an OData collection; on failure the error and the body, for the message.
     fn parse(body: Vec<u8>) -> Result<(Self, PageMeta), (serde_json::Error, Vec<u8>)>;
     fn count(&self) -> usize;
+    /// Give the page's buffer back to `spare` when the page is dropped.
+    fn recycle_into(&mut self, _spare: &Arc<Spare>) {}
 }
 
 impl PageItems for Vec<Box<RawValue>> {
@@ -431,11 +473,15 @@ impl PageItems for RawPage {
             })
             .collect();
         let meta = PageMeta { next_link: page.next_link, warnings: page.warnings, errors: page.errors };
-        Ok((RawPage { text, spans }, meta))
+        Ok((RawPage { text, spans, spare: None }, meta))
     }
 
     fn count(&self) -> usize {
         self.len()
+    }
+
+    fn recycle_into(&mut self, spare: &Arc<Spare>) {
+        self.spare = Some(spare.clone());
     }
 }
 
@@ -549,7 +595,8 @@ impl<I: PageItems> Pager<I> {
             self.start_fetch(next);
         }
         match parse_page::<I>(&self.cmdlet, body).and_then(|(items, meta)| self.accept(&url, meta).map(|()| items)) {
-            Ok(items) => {
+            Ok(mut items) => {
+                items.recycle_into(&self.client.spare);
                 self.pages += 1;
                 self.client.emit(&Event::Page {
                     cmdlet: &self.cmdlet,
@@ -790,7 +837,7 @@ impl Inner {
         let client_request_id = cba_http::client_request_id();
         let started = Instant::now();
         let transport = |source| Error::Transport { url: url.to_string(), source };
-        let response = self
+        let mut response = self
             .http
             .post(url.clone())
             .bearer_auth(token)
@@ -807,7 +854,12 @@ impl Inner {
             .map_err(transport)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body: Vec<u8> = response.bytes().await.map_err(transport)?.into();
+        // Chunk by chunk into one buffer of the announced size (the spare one when a page was given back): each
+        // chunk is let go at once, so hyper reuses its read buffer, and a reused page buffer is not faulted in anew.
+        let mut body = self.spare.take(response.content_length().map_or(0, |n| n.min(MAX_RESERVE) as usize));
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            body.extend_from_slice(&chunk);
+        }
         tracing::debug!(
             cmdlet,
             url = %url,
@@ -820,6 +872,9 @@ impl Inner {
         Ok(Answer { status, headers, body, client_request_id })
     }
 }
+
+/// The most room set aside for a body from its Content-Length (a larger one grows as it arrives).
+const MAX_RESERVE: u64 = 64 << 20;
 
 fn classify(outcome: &Result<Answer, Error>) -> Verdict {
     match outcome {

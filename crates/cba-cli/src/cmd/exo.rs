@@ -20,9 +20,9 @@ use serde_json::value::RawValue;
 
 use crate::Global;
 use crate::cmd::token::{Credentials, certificate_source};
+use crate::connect::AppArgs;
 use crate::exit::{Exit, ExitExt as _, fail};
 use crate::output::{self, OutputFormat};
-use crate::secrets::PasswordArgs;
 use cba_token::Resource;
 
 const INVOKE_EXAMPLES: &str = "\
@@ -64,20 +64,9 @@ pub enum Command {
 /// Where Exchange is and how to sign in: the app's certificate (as `cba token`), or a token you already have.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectionArgs {
-    /// Take tenant, app, certificate and endpoints from this `cba setup` profile [env: CBA_PROFILE].
-    #[arg(long, value_name = "FILE")]
-    pub profile: Option<PathBuf>,
-    /// Tenant id (GUID) or domain [env: AZURE_TENANT_ID; default: --organization].
-    #[arg(long, value_name = "TENANT")]
-    pub tenant: Option<String>,
-    /// The app's client (application) id [env: AZURE_CLIENT_ID].
-    #[arg(long, value_name = "ID")]
-    pub client_id: Option<String>,
-    /// The app's certificate with its private key, PFX or PEM [env: AZURE_CLIENT_CERTIFICATE_PATH].
-    #[arg(long, value_name = "FILE")]
-    pub cert: Option<PathBuf>,
+    /// Tenant (default: --organization), app, certificate and profile.
     #[command(flatten)]
-    pub password: PasswordArgs,
+    pub app: AppArgs,
     /// The Microsoft cloud: global, usgov-high, usgov-dod or china.
     #[arg(long, value_name = "CLOUD", value_parser = crate::connect::parse_cloud)]
     pub cloud: Option<cba_token::Cloud>,
@@ -115,7 +104,7 @@ fn env(name: &str) -> Option<String> {
 
 /// Flags, then the profile, then the environment, then the cloud's defaults (as `cba token`).
 fn connect(conn: &ConnectionArgs) -> anyhow::Result<Connection> {
-    let profile = match crate::connect::profile_path(conn.profile.clone()) {
+    let profile = match crate::connect::profile_path(conn.app.profile.clone()) {
         Some(path) => {
             let profile = crate::profile::Profile::load(&path)?;
             profile.require_complete(&path)?;
@@ -124,12 +113,9 @@ fn connect(conn: &ConnectionArgs) -> anyhow::Result<Connection> {
         None => None,
     };
     let flags = Credentials {
-        tenant: conn.tenant.clone(),
-        client_id: conn.client_id.clone(),
-        cert: conn.cert.clone(),
         cloud: conn.cloud,
         authority_host: conn.authority_host.clone(),
-        send_x5c: None,
+        ..Credentials::from_app_args(&conn.app)
     };
     let creds = flags
         .or(profile.as_ref().map(Credentials::from_profile).unwrap_or_default())
@@ -153,7 +139,7 @@ fn connect(conn: &ConnectionArgs) -> anyhow::Result<Connection> {
     let (client_id, cert) = (creds.client_id.clone(), creds.cert.clone());
     let tokens = match &conn.access_token_env {
         Some(var) => static_token(var)?,
-        None => certificate_source(creds, &conn.password, conn.no_cache, Resource::Exchange)?,
+        None => certificate_source(creds, &conn.app.password, conn.no_cache, Resource::Exchange)?,
     };
     Ok(Connection { tenant, organization, exchange_url, client_id, cert, tokens })
 }
@@ -512,11 +498,10 @@ fn invoke(args: InvokeArgs, global: &Global) -> anyhow::Result<()> {
     };
     let cmdlet_errors = Arc::new(AtomicUsize::new(0));
     let exo = client(&connect(&args.connection)?, page_size, global, cmdlet_errors.clone())?;
-    let runtime = match std::env::var("X_RT").as_deref() {
-        Ok("ct") => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
-        Ok("mt1") => tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?,
-        _ => crate::runtime()?,
-    };
+    // One worker: it reads the next page off the socket while this thread parses and writes the current one.
+    // A second worker only added cross-thread wake-ups and spread the HTTP buffers over two malloc arenas (more
+    // fresh pages to fault in); with no worker (a current-thread runtime) the read waits for the writing.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let format = global.output;
     let cmdlet = args.cmdlet.clone();
     let stdout = io::stdout();
@@ -598,7 +583,8 @@ impl<S: Stream<Item = Result<cba_exo::RawPage, cba_exo::Error>> + Unpin> ItemSou
             return Ok(None);
         }
         while self.at >= self.page.len() {
-            if std::env::var_os("X_NOEARLY").is_none() { self.page = cba_exo::RawPage::default(); }
+            // Done with this page: its buffer goes back to the client for the next one (two in use at most).
+            self.page = cba_exo::RawPage::default();
             let next = match self.pages.next().now_or_never() {
                 Some(next) => next,
                 None => {
