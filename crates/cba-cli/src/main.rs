@@ -69,6 +69,24 @@ enum Command {
     Completions(cmd::completions::Args),
 }
 
+impl Command {
+    /// `--output` is global, but only `cba exo` prints jsonl, tables and csv: refuse the rest up front.
+    fn check_output(&self, format: OutputFormat) -> anyhow::Result<()> {
+        let name = match self {
+            Command::Exo(_) => return Ok(()),
+            Command::Cert(_) => "cert",
+            Command::Setup(_) => "setup",
+            Command::Status(_) => "status",
+            Command::Teardown(_) => "teardown",
+            Command::Demo(_) => "demo",
+            Command::Token(_) => "token",
+            Command::Sim(_) => "sim",
+            Command::Completions(_) => "completions",
+        };
+        output::check_supported(format, &[OutputFormat::Text, OutputFormat::Json], name)
+    }
+}
+
 /// Settings every command sees.
 #[derive(Debug, Clone, Copy)]
 pub struct Global {
@@ -97,7 +115,7 @@ fn main() -> ExitCode {
     let style = Style::new(cli.color, std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()));
     init_logging(cli.verbose, style);
     let global = Global { output: cli.output, verbose: cli.verbose, style };
-    let result = match cli.command {
+    let result = cli.command.check_output(cli.output).and_then(|()| match cli.command {
         Command::Cert(c) => cmd::cert::run(c, &global),
         Command::Setup(a) => cmd::setup::run(*a, &global),
         Command::Status(a) => cmd::status::run(*a, &global),
@@ -107,7 +125,7 @@ fn main() -> ExitCode {
         Command::Exo(c) => cmd::exo::run(*c, &global),
         Command::Sim(c) => cmd::sim::run(c),
         Command::Completions(a) => cmd::completions::run(a),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

@@ -32,6 +32,44 @@ pub enum ColorChoice {
     Never,
 }
 
+impl OutputFormat {
+    /// The name on the command line (`jsonl`, not `Jsonl`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Text => "text",
+            OutputFormat::Json => "json",
+            OutputFormat::Jsonl => "jsonl",
+            OutputFormat::Table => "table",
+            OutputFormat::Csv => "csv",
+        }
+    }
+}
+
+/// Refuse an `--output` a command cannot print, before the command does anything (a `cba cert new
+/// --output csv` must not write the certificate and then fail).
+pub fn check_supported(format: OutputFormat, supported: &[OutputFormat], command: &str) -> anyhow::Result<()> {
+    if supported.contains(&format) {
+        return Ok(());
+    }
+    let names: Vec<&str> = supported.iter().map(|f| f.name()).collect();
+    Err(crate::exit::fail(
+        crate::exit::Exit::Usage,
+        format!("`cba {command}` cannot print --output {}; use {}", format.name(), names.join(" or ")),
+    ))
+}
+
+/// Print a command's one result document: JSON, or the text made by `text` (formats were checked up front).
+pub fn print_document<T: Serialize>(
+    format: OutputFormat,
+    doc: &T,
+    text: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => print_json(doc),
+        _ => write_stdout(&text(doc)),
+    }
+}
+
 /// Print `value` as pretty JSON on stdout, followed by a newline.
 pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();

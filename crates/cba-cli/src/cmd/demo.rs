@@ -17,7 +17,7 @@ use crate::cmd::cert::NewCertOptions;
 use crate::cmd::{rotate, setup, status, teardown};
 use crate::connect::{self, Admin, Ui, Urls};
 use crate::exit::{Exit, fail};
-use crate::output::{self, OutputFormat};
+use crate::output;
 use crate::profile::Profile;
 use crate::secrets::PasswordArgs;
 
@@ -74,11 +74,7 @@ pub struct Report {
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let report = crate::runtime()?.block_on(execute(&args, global))?;
-    match global.output {
-        OutputFormat::Json => output::print_json(&report)?,
-        OutputFormat::Text => output::write_stdout(&text(&report))?,
-        other => return Err(fail(Exit::Usage, format!("--output {other:?} is not supported here; use text or json"))),
-    }
+    output::print_document(global.output, &report, text)?;
     if report.ok {
         Ok(())
     } else {

@@ -22,7 +22,7 @@ use crate::Global;
 use crate::cmd::cert;
 use crate::connect::{self, Admin, AdminArgs, CertProof, EndpointArgs, Ui, Urls};
 use crate::exit::{Exit, fail};
-use crate::output::{self, OutputFormat};
+use crate::output;
 use crate::profile::{CertificateRef, Profile};
 use crate::secrets::PasswordArgs;
 
@@ -111,11 +111,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         ui: Ui { style: global.style, all_waits: false },
     };
     let report = crate::runtime()?.block_on(execute(settings))?;
-    match global.output {
-        OutputFormat::Json => output::print_json(&report),
-        OutputFormat::Text => output::write_stdout(&text(&report)),
-        other => Err(fail(Exit::Usage, format!("--output {other:?} is not supported here; use text or json"))),
-    }
+    output::print_document(global.output, &report, text)
 }
 
 fn open(reference: &CertificateRef, password: &PasswordArgs) -> anyhow::Result<(Identity, Option<Password>)> {

@@ -21,7 +21,7 @@ use crate::Global;
 use crate::cmd::cert::{self, NewCertOptions};
 use crate::connect::{self, Admin, AdminArgs, EndpointArgs, Ui, Urls};
 use crate::exit::{Exit, fail};
-use crate::output::{self, OutputFormat};
+use crate::output;
 use crate::profile::{CertificateRef, Profile, RoleAssignment};
 use crate::secrets::PasswordArgs;
 
@@ -608,11 +608,7 @@ pub fn next_steps(profile: &Profile, urls: &Urls) -> NextSteps {
 }
 
 fn print(report: &Report, global: &Global) -> anyhow::Result<()> {
-    match global.output {
-        OutputFormat::Json => output::print_json(report),
-        OutputFormat::Text => output::write_stdout(&text(report)),
-        other => Err(fail(Exit::Usage, format!("--output {other:?} is not supported here; use text or json"))),
-    }
+    output::print_document(global.output, report, text)
 }
 
 /// The report for people.

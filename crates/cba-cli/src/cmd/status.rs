@@ -24,7 +24,7 @@ use crate::cmd::cert;
 use crate::cmd::token::Credentials;
 use crate::connect::{self, Admin, AdminArgs, AppArgs, EndpointArgs, Ui, Urls};
 use crate::exit::{Exit, fail};
-use crate::output::{self, OutputFormat};
+use crate::output;
 use crate::profile::Profile;
 use crate::secrets::PasswordArgs;
 
@@ -519,11 +519,7 @@ pub async fn execute(s: &Settings) -> anyhow::Result<Report> {
 }
 
 fn print(report: &Report, global: &Global) -> anyhow::Result<()> {
-    match global.output {
-        OutputFormat::Json => output::print_json(report),
-        OutputFormat::Text => output::write_stdout(&text(report)),
-        other => Err(fail(Exit::Usage, format!("--output {other:?} is not supported here; use text or json"))),
-    }
+    output::print_document(global.output, report, text)
 }
 
 /// The table for people.

@@ -239,6 +239,18 @@ fn text_output_is_for_people_and_warns_near_expiry() {
 }
 
 #[test]
+fn an_output_format_the_command_cannot_print_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(
+        cba().args(["cert", "new", "--name", "n", "--no-password", "--output", "csv", "--out-dir"]).arg(dir.path()),
+        None,
+    );
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("`cba cert` cannot print --output csv; use text or json"), "{}", stderr(&o));
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "no certificate written");
+}
+
+#[test]
 fn help_has_examples_and_completions_generate() {
     let o = run(cba().args(["cert", "new", "--help"]), None);
     assert_code(&o, 0);
