@@ -6,6 +6,7 @@ mod e2e_device_code;
 mod e2e_exo;
 mod e2e_rotate;
 mod e2e_setup;
+mod e2e_sim;
 mod e2e_status;
 mod e2e_teardown;
 mod e2e_token;
