@@ -1,4 +1,4 @@
-//! Typed calls (reference §3). Each names its [`Replication`] choice; see the crate docs for why.
+//! Typed calls (docs/wire-formats.md §3). Each names its [`Replication`] choice; see the crate docs for why.
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -29,12 +29,12 @@ fn deleted(result: Result<crate::client::Response, Error>) -> Result<Deleted, Er
 }
 
 /// The duplicate answer of an app role grant: 400 `Request_BadRequest` "Permission being assigned already
-/// exists on the object." The code is generic, so the message is matched (reference §3).
+/// exists on the object." The code is generic, so the message is matched (docs/wire-formats.md §3).
 fn is_duplicate_grant(e: &Error) -> bool {
     matches!(e.api(), Some((400, _, message)) if message.to_ascii_lowercase().contains("already exists"))
 }
 
-/// The duplicate answer of a directory role assignment is UNVERIFIED (reference §3): 409 of any kind, or a
+/// The duplicate answer of a directory role assignment is UNVERIFIED (docs/wire-formats.md §3): 409 of any kind, or a
 /// 400 that says the assignment already exists or names a conflict ("A conflicting object with one or more
 /// of the specified property values is present in the directory.", the directory's usual duplicate answer).
 fn is_duplicate_role_assignment(e: &Error) -> bool {

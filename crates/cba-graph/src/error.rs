@@ -195,7 +195,7 @@ impl Error {
         matches!(self.api(), Some((429, _, _)))
     }
 
-    /// For a permission failure, the Entra role the admin needs for that call (reference §1):
+    /// For a permission failure, the Entra role the admin needs for that call (docs/wire-formats.md §1):
     /// Privileged Role Administrator for directory role assignments, Application Administrator or
     /// Cloud Application Administrator for applications, service principals and app role grants.
     pub fn required_role_hint(&self) -> Option<&'static str> {

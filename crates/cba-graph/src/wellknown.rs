@@ -1,4 +1,4 @@
-//! Ids that are the same in every tenant (reference §1).
+//! Ids that are the same in every tenant (docs/wire-formats.md §1).
 
 use serde::Serialize;
 
@@ -17,7 +17,7 @@ pub const PROOF_AUDIENCE: &str = "00000002-0000-0000-c000-000000000000";
 /// `signInAudience` of a single-tenant app.
 pub const SINGLE_TENANT: &str = "AzureADMyOrg";
 
-/// A built-in Entra role usable for app-only Exchange (reference §1). `roleDefinitionId` takes the template id.
+/// A built-in Entra role usable for app-only Exchange (docs/wire-formats.md §1). `roleDefinitionId` takes the template id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Role {
     /// The display name, as in the Entra admin center.
@@ -44,7 +44,7 @@ const fn role(name: &'static str, template_id: &'static str, exchange: bool, com
 pub const EXCHANGE_ADMINISTRATOR: Role =
     role("Exchange Administrator", "29232cdf-9323-42fd-ade2-1d097af3e4de", true, false);
 
-/// The roles reference §1 lists as usable for app-only Exchange, default first.
+/// The roles docs/wire-formats.md §1 lists as usable for app-only Exchange, default first.
 pub const ROLES: [Role; 8] = [
     EXCHANGE_ADMINISTRATOR,
     role("Global Administrator", "62e90394-69f5-4237-9190-012177145e10", true, true),

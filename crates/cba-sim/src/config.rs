@@ -20,7 +20,7 @@ impl Service {
 }
 
 /// How `POST /roleManagement/directory/roleAssignments` answers an assignment that already exists.
-/// The real status is UNVERIFIED (reference §3): clients should list first.
+/// The real status is UNVERIFIED (docs/wire-formats.md §3): clients should list first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DuplicateRoleAssignment {
     /// 400 `Request_BadRequest` (default: what the directory answers for other duplicate writes).

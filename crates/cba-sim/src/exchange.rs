@@ -1,4 +1,4 @@
-//! Exchange Online admin REST (reference §6): `POST /adminapi/beta/{tenant}/InvokeCommand` for Get-Mailbox,
+//! Exchange Online admin REST (docs/wire-formats.md §6): `POST /adminapi/beta/{tenant}/InvokeCommand` for Get-Mailbox,
 //! Get-OrganizationConfig and Get-AcceptedDomain over generated data, with OData paging.
 //!
 //! Mailboxes are generated from their index, never stored: 10,000 of them cost nothing until read.
@@ -45,7 +45,7 @@ fn bad_request(message: &str) -> ExoError {
     error(400, "BadRequest", message)
 }
 
-/// The 404 the service gives for an identity it cannot find (reference §6).
+/// The 404 the service gives for an identity it cannot find (docs/wire-formats.md §6).
 fn object_not_found(identity: &str) -> ExoError {
     let inner = format!(
         "Ex6F9304|Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException|The operation couldn't be performed because object '{identity}' couldn't be found on '{SERVER}'."

@@ -17,7 +17,7 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const CERT_DOCS: &str = "Review the documentation at https://docs.microsoft.com/en-us/azure/active-directory/develop/active-directory-certificate-credentials .";
 
-/// An AADSTS failure: rendered as the login service's error body (reference §4).
+/// An AADSTS failure: rendered as the login service's error body (docs/wire-formats.md §4).
 #[derive(Debug, Clone)]
 pub(crate) struct Aadsts {
     pub(crate) error: &'static str,
@@ -338,7 +338,7 @@ fn key_window(key: &KeyCred) -> String {
     format!("Found key 'Start={}, End={}'", f(key.start), f(key.end))
 }
 
-/// Validate a certificate client assertion against the app's registered keys (reference §4), in the order
+/// Validate a certificate client assertion against the app's registered keys (docs/wire-formats.md §4), in the order
 /// Entra reports problems: format, key lookup, key validity, signature, then claims.
 fn check_assertion(
     shared: &Shared,

@@ -1,4 +1,4 @@
-//! Ids that are the same in every tenant (reference §1).
+//! Ids that are the same in every tenant (docs/wire-formats.md §1).
 
 /// Office 365 Exchange Online resource appId.
 pub const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
@@ -36,7 +36,7 @@ pub(crate) const ROLE_DEFINITIONS: &[(&str, &str)] = &[
     ("158c047a-c907-4556-b7ef-446551a6b5f7", "Cloud Application Administrator"),
 ];
 
-/// Roles that let an app run Exchange cmdlets app-only (reference §1, EXO column).
+/// Roles that let an app run Exchange cmdlets app-only (docs/wire-formats.md §1, EXO column).
 pub(crate) const EXCHANGE_CAPABLE_ROLES: &[&str] = &[
     EXCHANGE_ADMINISTRATOR,
     GLOBAL_ADMINISTRATOR,

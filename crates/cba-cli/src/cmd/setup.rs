@@ -563,7 +563,7 @@ fn cert_json(loaded: &Loaded, thumbprint: &str) -> CertJson {
     }
 }
 
-/// `-ExchangeEnvironmentName` for clouds other than the global one (reference §2).
+/// `-ExchangeEnvironmentName` for clouds other than the global one (docs/wire-formats.md §2).
 fn exchange_environment(cloud: cba_token::Cloud) -> Option<&'static str> {
     match cloud {
         cba_token::Cloud::Global => None,

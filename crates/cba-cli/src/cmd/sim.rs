@@ -16,7 +16,7 @@ login.microsoftonline.com, graph.microsoft.com and outlook.office365.com), tenan
 admin_token (a delegated Graph token of the tenant's Global Administrator). Inspect the sim with
 GET <graph_url>/_sim/state and GET <graph_url>/_sim/requests.";
 
-/// Exchange Administrator's role template id (reference §1).
+/// Exchange Administrator's role template id (docs/wire-formats.md §1).
 const EXCHANGE_ADMINISTRATOR: &str = "29232cdf-9323-42fd-ade2-1d097af3e4de";
 
 /// `cba sim` subcommands.

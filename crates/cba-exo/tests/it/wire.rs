@@ -1,4 +1,4 @@
-//! The request exactly as reference §6 describes it.
+//! The request exactly as docs/wire-formats.md §6 describes it.
 
 use cba_exo::{ExoClient, Hashtable, Parameters, RetryPolicy};
 use serde_json::json;

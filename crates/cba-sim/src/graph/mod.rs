@@ -112,7 +112,7 @@ impl RequestIds {
     }
 }
 
-/// Render a Graph error body (reference §3), echoing `client-request-id`.
+/// Render a Graph error body (docs/wire-formats.md §3), echoing `client-request-id`.
 pub(crate) fn error_reply(error: &GraphError, ids: &RequestIds, now: OffsetDateTime) -> Reply {
     let mut inner = Map::new();
     inner.insert("code".into(), json!(error.code));

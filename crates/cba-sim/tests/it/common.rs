@@ -147,7 +147,7 @@ pub fn claims(token: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("JSON")
 }
 
-/// Check an AADSTS error: status, `error`, code, and the body shape of reference §4.
+/// Check an AADSTS error: status, `error`, code, and the body shape of docs/wire-formats.md §4.
 pub fn assert_aadsts(status: u16, body: &Value, want_status: u16, error: &str, code: u64) {
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["error"], error, "{body}");
