@@ -1,6 +1,8 @@
 //! Project automation: `cargo xtask ci | e2e | bench <name>`.
 
 mod bench;
+#[cfg(test)]
+mod invariants;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -89,68 +91,4 @@ fn e2e() -> anyhow::Result<()> {
     check_tools()?;
     // The black-box suites live in the cba-cli integration tests named `e2e_*`; they run the built binary.
     run(cargo().args(["test", "-p", "cba-cli", "--test", "it", "--", "e2e", "--test-threads", "2"]))
-}
-
-#[cfg(test)]
-mod tests {
-    //! The architecture invariants of docs/architecture.md that a machine can check.
-
-    /// The `[dependencies]` names of a crate's manifest (dev-dependencies are allowed anything).
-    fn dependencies(krate: &str) -> Vec<String> {
-        let manifest = std::fs::read_to_string(super::root().join("crates").join(krate).join("Cargo.toml")).unwrap();
-        let mut in_deps = false;
-        let mut names = Vec::new();
-        for line in manifest.lines().map(str::trim) {
-            if line.starts_with('[') {
-                in_deps = line == "[dependencies]";
-            } else if in_deps && let Some((name, _)) = line.split_once(['=', '.']) {
-                names.push(name.trim().to_string());
-            }
-        }
-        names
-    }
-
-    #[track_caller]
-    fn check(krate: &str, forbidden: &[&str], why: &str) {
-        let deps = dependencies(krate);
-        assert!(!deps.is_empty(), "{krate} has dependencies; the manifest parser broke");
-        for f in forbidden {
-            assert!(!deps.iter().any(|d| d == f), "{krate} must not depend on {f}: {why}");
-        }
-    }
-
-    #[test]
-    fn cba_cert_knows_no_http() {
-        check(
-            "cba-cert",
-            &["reqwest", "hyper", "tokio", "wiremock", "url", "cba-http", "cba-token", "cba-graph"],
-            "a project that only makes PFX files must not pull an HTTP stack or an async runtime",
-        );
-    }
-
-    #[test]
-    fn cba_graph_knows_no_certificate_crypto() {
-        check(
-            "cba-graph",
-            &[
-                "cba-cert",
-                "cba-token",
-                "rcgen",
-                "x509-parser",
-                "p12-keystore",
-                "jsonwebtoken",
-                "aws-lc-rs",
-                "sha1",
-                "sha2",
-            ],
-            "proofs come through ProofSigner, tokens through cba_http::TokenSource",
-        );
-    }
-
-    #[test]
-    fn only_the_cli_parses_arguments() {
-        for krate in ["cba-cert", "cba-http", "cba-token", "cba-graph", "cba-exo", "cba-sim"] {
-            check(krate, &["clap", "anyhow"], "libraries take settings through builders and return typed errors");
-        }
-    }
 }
