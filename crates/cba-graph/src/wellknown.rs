@@ -17,7 +17,8 @@ pub const PROOF_AUDIENCE: &str = "00000002-0000-0000-c000-000000000000";
 /// `signInAudience` of a single-tenant app.
 pub const SINGLE_TENANT: &str = "AzureADMyOrg";
 
-/// A built-in Entra role usable for app-only Exchange (docs/wire-formats.md §1). `roleDefinitionId` takes the template id.
+/// A built-in Entra role usable for app-only Exchange (docs/wire-formats.md §1). `roleDefinitionId` takes the
+/// template id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Role {
     /// The display name, as in the Entra admin center.
