@@ -6,6 +6,12 @@ use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 
+mod config;
+mod tls;
+
+pub use config::{Error, HttpConfig};
+pub use tls::{TlsFailure, TlsFailureKind, find_tls_failure, tls_failure};
+
 /// How hard to try before giving up.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -155,11 +161,39 @@ where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
+    with_retry_attempts(clock, policy, |attempt| op(attempt.number), classify, |event, _| on_retry(event)).await
+}
+
+/// One try of a retried operation, as [`with_retry_attempts`] hands it to the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// From 1.
+    pub number: u32,
+    /// The limit for this try's request: the policy's `request_timeout`, capped by what is left of its
+    /// deadline (at least 100 ms), so no single request outlives the operation. Give it to
+    /// `reqwest::RequestBuilder::timeout`.
+    pub timeout: Duration,
+}
+
+/// [`with_retry_on`], telling the operation each [`Attempt`]'s request timeout, and `on_retry` the failed
+/// outcome it is about to retry as well as the wait. HTTP clients use this one.
+pub async fn with_retry_attempts<T, E, F, Fut>(
+    clock: &dyn Clock,
+    policy: &RetryPolicy,
+    mut op: F,
+    classify: impl Fn(&Result<T, E>) -> Verdict,
+    mut on_retry: impl FnMut(&RetryEvent, &Result<T, E>),
+) -> (Result<T, E>, RetryStats)
+where
+    F: FnMut(Attempt) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
     let start = clock.now();
     let elapsed = || Duration::try_from(clock.now() - start).unwrap_or(Duration::ZERO);
     let mut attempt = 1;
     loop {
-        let outcome = op(attempt).await;
+        let outcome = op(Attempt { number: attempt, timeout: policy.request_timeout_after(elapsed()) }).await;
         let Verdict::Retry { after, reason } = classify(&outcome) else {
             return (outcome, RetryStats { attempts: attempt, elapsed: elapsed(), gave_up: false });
         };
@@ -172,7 +206,7 @@ where
         }
         let event = RetryEvent { attempt, wait, reason, elapsed: spent };
         tracing::debug!(attempt, ?wait, reason = %event.reason, "retrying");
-        on_retry(&event);
+        on_retry(&event, &outcome);
         clock.sleep(wait).await;
         attempt += 1;
     }
@@ -200,9 +234,10 @@ pub fn is_transient_status(status: reqwest::StatusCode) -> bool {
         || (status.is_server_error() && ![501, 505].contains(&status.as_u16()))
 }
 
-/// Whether a transport error is worth retrying (timeouts, connection resets).
+/// Whether a transport error is worth retrying (timeouts, connection resets). A refused server certificate
+/// ([`tls_failure`]) is not, although reqwest reports it as a connect error: it fails the same way every time.
 pub fn is_transient_error(error: &reqwest::Error) -> bool {
-    error.is_timeout() || error.is_connect() || error.is_request()
+    (error.is_timeout() || error.is_connect() || error.is_request()) && tls_failure(error).is_none()
 }
 
 /// Refused endpoint URL.
@@ -424,6 +459,33 @@ mod tests {
         assert_eq!(clock.sleeps(), [1, 2, 4].map(Duration::from_secs), "1+2+4 = 7 s; 8 more would pass 10 s");
         assert_eq!(out, Err(4));
         assert_eq!(stats, RetryStats { attempts: 4, elapsed: Duration::from_secs(7), gave_up: true });
+    }
+
+    #[tokio::test]
+    async fn each_attempt_gets_what_is_left_of_the_deadline_and_on_retry_sees_the_failure() {
+        let clock = ManualClock::new(time::OffsetDateTime::UNIX_EPOCH);
+        let p = RetryPolicy {
+            jitter: false,
+            deadline: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
+            ..RetryPolicy::default()
+        };
+        let mut timeouts = Vec::new();
+        let mut failures = Vec::new();
+        let (out, _): (Result<u32, u32>, _) = with_retry_attempts(
+            &clock,
+            &p,
+            |a| {
+                timeouts.push(a.timeout.as_secs());
+                async move { Err(a.number) }
+            },
+            |_| Verdict::Retry { after: None, reason: "503".into() },
+            |_, outcome| failures.push(*outcome),
+        )
+        .await;
+        assert_eq!(out, Err(4));
+        assert_eq!(timeouts, [5, 5, 5, 3], "tries at 0, 1, 3 and 7 s of a 10 s deadline");
+        assert_eq!(failures, [Err(1), Err(2), Err(3)]);
     }
 
     #[test]
