@@ -770,6 +770,7 @@ impl Inner {
     /// POST the body to `url` with retries, renewing the token once if the service rejects it.
     /// The page's body (empty for a 204), to be parsed with [`parse_page`].
     async fn fetch_page(&self, cmdlet: &str, url: &Url, body: &Arc<[u8]>) -> Result<Vec<u8>, Error> {
+        let write = !crate::is_read_only(cmdlet);
         let mut renewed = false;
         loop {
             let attempts = AtomicU32::new(0);
@@ -779,17 +780,36 @@ impl Inner {
                     attempts.store(attempt, Ordering::Relaxed);
                     self.send(cmdlet, url, body.clone())
                 },
-                classify,
+                |outcome| classify(outcome, write),
                 |e| {
                     self.emit(&Event::Retry { cmdlet, attempt: e.attempt, wait: e.wait, reason: &e.reason });
                 },
             )
-            .await?;
+            .await;
+            let outcome = match outcome {
+                Err(Error::Transport { source, .. }) if write && !source.is_connect() => {
+                    let reason = if source.is_timeout() {
+                        "no answer before the timeout"
+                    } else {
+                        "the connection failed before the whole answer was read"
+                    };
+                    return Err(outcome_unknown(cmdlet, reason.to_string(), None, String::new(), Some(source)));
+                }
+                outcome => outcome?,
+            };
             let status = outcome.status;
             if status.is_success() {
                 return Ok(if status == StatusCode::NO_CONTENT { Vec::new() } else { outcome.body });
             }
             let error = ErrorBody::parse(&outcome.body);
+            if write && cba_http::is_transient_status(status) && !refused_unrun(status, &outcome.headers) {
+                let reason = match &error {
+                    Some(e) => format!("HTTP {} {}: {}", status.as_u16(), e.code, e.summary()),
+                    None if outcome.body.iter().all(u8::is_ascii_whitespace) => format!("HTTP {}", status.as_u16()),
+                    None => format!("HTTP {}: {}", status.as_u16(), snippet(&outcome.body)),
+                };
+                return Err(outcome_unknown(cmdlet, reason, Some(status.as_u16()), outcome.client_request_id, None));
+            }
             if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
                 && let Some(e) = permission_error(cmdlet, error.as_ref())
             {
@@ -876,15 +896,45 @@ impl Inner {
 /// The most room set aside for a body from its Content-Length (a larger one grows as it arrives).
 const MAX_RESERVE: u64 = 64 << 20;
 
-fn classify(outcome: &Result<Answer, Error>) -> Verdict {
+/// Whether to send the request again. A read (see [`is_read_only`](crate::is_read_only)) is retried after any
+/// transient failure. A write only when the failure shows it did not run: a 429 or a 503 with `Retry-After`
+/// (the service refusing work before doing it), or a failed connect (nothing was sent); anything else may have
+/// run, and `fetch_page` reports it as [`Error::OutcomeUnknown`].
+fn classify(outcome: &Result<Answer, Error>, write: bool) -> Verdict {
     match outcome {
-        Ok(a) if cba_http::is_transient_status(a.status) => {
+        Ok(a) if cba_http::is_transient_status(a.status) && (!write || refused_unrun(a.status, &a.headers)) => {
             Verdict::Retry { after: cba_http::retry_after(&a.headers), reason: format!("HTTP {}", a.status.as_u16()) }
         }
-        Err(Error::Transport { source, .. }) if cba_http::is_transient_error(source) => {
+        Err(Error::Transport { source, .. })
+            if if write { source.is_connect() } else { cba_http::is_transient_error(source) } =>
+        {
             Verdict::Retry { after: None, reason: source.to_string() }
         }
         _ => Verdict::Done,
+    }
+}
+
+/// An answer by which the service says it did not run the cmdlet: throttled (429), or unavailable with a time
+/// to come back (503 + `Retry-After`, what Exchange's front end sends when it sheds load).
+fn refused_unrun(status: StatusCode, headers: &HeaderMap) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS
+        || (status == StatusCode::SERVICE_UNAVAILABLE && headers.contains_key(reqwest::header::RETRY_AFTER))
+}
+
+fn outcome_unknown(
+    cmdlet: &str,
+    reason: String,
+    status: Option<u16>,
+    client_request_id: String,
+    source: Option<reqwest::Error>,
+) -> Error {
+    Error::OutcomeUnknown {
+        cmdlet: cmdlet.to_string(),
+        reason,
+        status,
+        check_with: crate::matching_get_cmdlet(cmdlet),
+        client_request_id,
+        source,
     }
 }
 
@@ -1002,6 +1052,12 @@ impl ErrorBody {
             })
             .unwrap_or_default();
         Some(ErrorBody { code: text(e.get("code")), message: text(e.get("message")), details })
+    }
+
+    /// The detail texts (what PowerShell would print), else the message.
+    fn summary(&self) -> String {
+        let texts: Vec<&str> = self.details.iter().map(|d| d.text.as_str()).filter(|t| !t.is_empty()).collect();
+        if texts.is_empty() { self.message.clone() } else { texts.join("; ") }
     }
 
     fn texts(&self) -> impl Iterator<Item = &str> {

@@ -128,6 +128,34 @@ pub enum Error {
         body: String,
     },
 
+    /// A cmdlet that changes something (any verb but Get or Test, see [`is_read_only`](crate::is_read_only))
+    /// failed after the request was sent, in a way that does not tell whether it ran: a 5xx other than a 503
+    /// with `Retry-After`, a timeout, a connection lost before the answer was read. It is not sent again, since
+    /// running it twice can do the change twice (a second `New-*` fails or makes a duplicate, an
+    /// `Add-*` adds twice). Look with the matching Get- cmdlet
+    /// ([`matching_get_cmdlet`](crate::matching_get_cmdlet)) before running it again.
+    #[error(
+        "the outcome of {cmdlet} is unknown: {reason} after the request was sent, so it may or may not have run; \
+         it was not sent again (a change could be made twice). Check with {} before running it again{}",
+        check_with.as_deref().unwrap_or("the matching Get- cmdlet"),
+        if client_request_id.is_empty() { String::new() } else { format!(" (client-request-id {client_request_id})") }
+    )]
+    OutcomeUnknown {
+        /// The cmdlet.
+        cmdlet: String,
+        /// What happened (`HTTP 500 InternalServerError: …`, `the connection failed while waiting for the answer`).
+        reason: String,
+        /// The HTTP status, when an answer came.
+        status: Option<u16>,
+        /// The cmdlet that shows the current state (`Get-Mailbox` for `Set-Mailbox`), by the naming convention.
+        check_with: Option<String>,
+        /// The `client-request-id` of the last attempt, for a support ticket.
+        client_request_id: String,
+        /// The transport error, when no answer came.
+        #[source]
+        source: Option<reqwest::Error>,
+    },
+
     /// The request did not get a response (DNS, connection, TLS, timeout), after the retries.
     #[error("could not reach Exchange at {url}")]
     Transport {
@@ -195,10 +223,16 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Cmdlet { status, .. } | Error::Status { status, .. } => Some(*status),
+            Error::OutcomeUnknown { status, .. } => *status,
             Error::NotAllowed { .. } | Error::UnsupportedRole { .. } | Error::Unauthorized { .. } => Some(401),
             Error::Throttled { .. } => Some(429),
             _ => None,
         }
+    }
+
+    /// Whether a write cmdlet may have run although it failed ([`Error::OutcomeUnknown`]): look before retrying.
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, Error::OutcomeUnknown { .. })
     }
 
     /// Whether the app was authenticated but lacks permission ([`Error::NotAllowed`], [`Error::UnsupportedRole`]).
@@ -206,10 +240,13 @@ impl Error {
         matches!(self, Error::NotAllowed { .. } | Error::UnsupportedRole { .. })
     }
 
-    /// Whether the service could not be reached or kept failing (transport, throttling, 5xx).
+    /// Whether the service could not be reached or kept failing (transport, throttling, 5xx, an unknown outcome).
     pub fn is_remote(&self) -> bool {
         match self {
-            Error::Transport { .. } | Error::Throttled { .. } | Error::Protocol { .. } => true,
+            Error::Transport { .. }
+            | Error::Throttled { .. }
+            | Error::Protocol { .. }
+            | Error::OutcomeUnknown { .. } => true,
             Error::Status { status, .. } | Error::Cmdlet { status, .. } => *status >= 500,
             _ => false,
         }

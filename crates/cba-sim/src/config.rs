@@ -64,6 +64,8 @@ pub(crate) struct Knobs {
     pub(crate) device_code_expires_in_secs: u64,
     pub(crate) mailboxes: usize,
     pub(crate) duplicate_role_assignment: DuplicateRoleAssignment,
+    /// Exchange write cmdlets at the start that are carried out but answered 500.
+    pub(crate) exchange_fail_after_execute: u64,
 }
 
 impl Default for Knobs {
@@ -86,6 +88,7 @@ impl Default for Knobs {
             device_code_expires_in_secs: 900,
             mailboxes: 5,
             duplicate_role_assignment: DuplicateRoleAssignment::default(),
+            exchange_fail_after_execute: 0,
         }
     }
 }

@@ -1,7 +1,11 @@
 //! Exchange Online admin REST (docs/wire-formats.md §6): `POST /adminapi/beta/{tenant}/InvokeCommand` for Get-Mailbox,
-//! Get-OrganizationConfig and Get-AcceptedDomain over generated data, with OData paging.
+//! Get-OrganizationConfig and Get-AcceptedDomain over generated data, with OData paging, and one write,
+//! Set-Mailbox (CustomAttribute1–15, HiddenFromAddressListsEnabled), whose changes later Get-Mailbox calls show.
 //!
-//! Mailboxes are generated from their index, never stored: 10,000 of them cost nothing until read.
+//! Mailboxes are generated from their index, never stored: 10,000 of them cost nothing until read. Only what
+//! Set-Mailbox changed is kept.
+
+use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 use wiremock::Request;
@@ -17,6 +21,26 @@ const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 const DEFAULT_RESULT_SIZE: usize = 1000;
 const SERVER: &str = "SA1PR01A001DC01.NAMPR01A001.PROD.OUTLOOK.COM";
+
+/// What Exchange write cmdlets changed, and the write fault still to fire.
+#[derive(Debug, Default)]
+pub(crate) struct ExchangeState {
+    /// Properties set by Set-Mailbox, by (tenant id, mailbox index); laid over the generated mailbox.
+    mailbox_edits: HashMap<(String, usize), Map<String, Value>>,
+    /// Write cmdlets still to be carried out and then answered 500, as if the service failed after doing the
+    /// work (`SimTenantBuilder::exchange_fail_after_execute`).
+    pub(crate) fail_after_execute: u64,
+}
+
+/// Properties Set-Mailbox takes besides Identity: CustomAttribute1..15 (strings) and one switch-like boolean.
+fn settable_mailbox_property(name: &str) -> Option<String> {
+    if name.eq_ignore_ascii_case("HiddenFromAddressListsEnabled") {
+        return Some("HiddenFromAddressListsEnabled".to_string());
+    }
+    let n: u8 =
+        name.get(..15).filter(|p| p.eq_ignore_ascii_case("CustomAttribute")).and_then(|_| name[15..].parse().ok())?;
+    (1..=15).contains(&n).then(|| format!("CustomAttribute{n}"))
+}
 
 /// An Exchange error: status and body.
 struct ExoError {
@@ -71,7 +95,7 @@ fn object_not_found(identity: &str) -> ExoError {
     }
 }
 
-pub(crate) fn handle(shared: &Shared, state: &State, request: &Request, segments: &[String]) -> Reply {
+pub(crate) fn handle(shared: &Shared, state: &mut State, request: &Request, segments: &[String]) -> Reply {
     let request_id = ids::guid();
     let reply = match invoke(shared, state, request, segments) {
         Ok(reply) => reply,
@@ -112,7 +136,7 @@ fn authenticate(shared: &Shared, request: &Request) -> Result<AccessClaims, ExoE
     Ok(claims)
 }
 
-fn invoke(shared: &Shared, state: &State, request: &Request, segments: &[String]) -> Result<Reply, ExoError> {
+fn invoke(shared: &Shared, state: &mut State, request: &Request, segments: &[String]) -> Result<Reply, ExoError> {
     let tenant_segment = match segments {
         [api, beta, tenant, action]
             if api == "adminapi" && beta == "beta" && action.eq_ignore_ascii_case("InvokeCommand") =>
@@ -161,7 +185,7 @@ fn invoke(shared: &Shared, state: &State, request: &Request, segments: &[String]
         && claims.wids.iter().any(|w| EXCHANGE_CAPABLE_ROLES.iter().any(|r| r.eq_ignore_ascii_case(w)));
     let name = canonical_cmdlet(cmdlet).ok_or_else(|| {
         bad_request(&format!(
-            "The term '{cmdlet}' is not recognized as a cmdlet available to this session (cba-sim simulates Get-Mailbox, Get-OrganizationConfig and Get-AcceptedDomain)."
+            "The term '{cmdlet}' is not recognized as a cmdlet available to this session (cba-sim simulates Get-Mailbox, Get-OrganizationConfig, Get-AcceptedDomain and Set-Mailbox)."
         ))
     })?;
     if !allowed {
@@ -179,9 +203,55 @@ fn invoke(shared: &Shared, state: &State, request: &Request, segments: &[String]
         |next: usize| format!("{}/adminapi/beta/{}/InvokeCommand?$skiptoken={next}", shared.base_url, tenant_segment);
     let mut body = json!({"@odata.context": context});
     match name {
+        "Set-Mailbox" => {
+            let index = {
+                let identity = parameters
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("Identity"))
+                    .map(|(_, v)| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                    .ok_or_else(|| {
+                        bad_request(
+                            "Cannot process command because of one or more missing mandatory parameters: Identity.",
+                        )
+                    })?;
+                Mailboxes { tenant, edits: &state.exchange.mailbox_edits }
+                    .find(&identity)
+                    .ok_or_else(|| object_not_found(&identity))?
+            };
+            let mut changes = Map::new();
+            for (name, value) in &parameters {
+                if name.eq_ignore_ascii_case("Identity") {
+                    continue;
+                }
+                let property = settable_mailbox_property(name).ok_or_else(|| {
+                    bad_request(&format!("A parameter cannot be found that matches parameter name '{name}'."))
+                })?;
+                let valid = match property.as_str() {
+                    "HiddenFromAddressListsEnabled" => value.is_boolean(),
+                    _ => value.is_string() || value.is_null(),
+                };
+                if !valid {
+                    return Err(bad_request(&format!(
+                        "Cannot process argument transformation on parameter '{property}'. Cannot convert value \"{value}\" to the parameter's type."
+                    )));
+                }
+                changes.insert(property, value.clone());
+            }
+            let key = (tenant.id.clone(), index);
+            state.exchange.mailbox_edits.entry(key).or_default().extend(changes);
+            if state.exchange.fail_after_execute > 0 {
+                state.exchange.fail_after_execute -= 1;
+                return Err(error(
+                    500,
+                    "InternalServerError",
+                    "An internal server error occurred. The operation failed.",
+                ));
+            }
+            return Ok(Reply::empty(204));
+        }
         "Get-Mailbox" => {
             check_parameters(&parameters, &["Identity", "ResultSize"])?;
-            let mailboxes = Mailboxes { tenant };
+            let mailboxes = Mailboxes { tenant, edits: &state.exchange.mailbox_edits };
             if let Some(identity) = parameters.get("Identity") {
                 let identity = identity.as_str().map(str::to_string).unwrap_or_else(|| identity.to_string());
                 let index = mailboxes.find(&identity).ok_or_else(|| object_not_found(&identity))?;
@@ -238,7 +308,9 @@ fn invoke(shared: &Shared, state: &State, request: &Request, segments: &[String]
 }
 
 fn canonical_cmdlet(name: &str) -> Option<&'static str> {
-    ["Get-Mailbox", "Get-OrganizationConfig", "Get-AcceptedDomain"].into_iter().find(|c| c.eq_ignore_ascii_case(name))
+    ["Get-Mailbox", "Get-OrganizationConfig", "Get-AcceptedDomain", "Set-Mailbox"]
+        .into_iter()
+        .find(|c| c.eq_ignore_ascii_case(name))
 }
 
 fn check_parameters(parameters: &Map<String, Value>, allowed: &[&str]) -> Result<(), ExoError> {
@@ -281,6 +353,7 @@ fn result_size(value: Option<&Value>) -> Result<usize, ExoError> {
 /// The generated mailboxes of a tenant: index 0 is the admin, the rest `user00001`...
 struct Mailboxes<'t> {
     tenant: &'t Tenant,
+    edits: &'t HashMap<(String, usize), Map<String, Value>>,
 }
 
 impl Mailboxes<'_> {
@@ -298,7 +371,7 @@ impl Mailboxes<'_> {
         let address = format!("{alias}@{domain}");
         let object_id = ids::derived_guid(&self.tenant.id, index as u64);
         let guid = ids::derived_guid(&self.tenant.id, (index as u64) | (1 << 40));
-        json!({
+        let mut mailbox = json!({
             "ExternalDirectoryObjectId": object_id,
             "UserPrincipalName": address,
             "Alias": alias,
@@ -316,7 +389,11 @@ impl Mailboxes<'_> {
             "DistinguishedName": format!("CN={alias},OU={domain},OU=Microsoft Exchange Hosted Organizations,DC=NAMPR01A001,DC=PROD,DC=OUTLOOK,DC=COM"),
             "OrganizationId": format!("NAMPR01A001.PROD.OUTLOOK.COM/Microsoft Exchange Hosted Organizations/{domain} - NAMPR01A001.PROD.OUTLOOK.COM/ConfigurationUnits/{domain}/Configuration"),
             "IsMailboxEnabled": true,
-        })
+        });
+        if let (Some(edits), Value::Object(fields)) = (self.edits.get(&(self.tenant.id.clone(), index)), &mut mailbox) {
+            fields.extend(edits.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        mailbox
     }
 
     /// Resolve an identity the way Get-Mailbox does: alias, name, address, UPN, display name or GUID.
@@ -354,5 +431,14 @@ mod tests {
         assert_eq!(page_size(Some("odata.maxpagesize=10")), 10);
         assert_eq!(page_size(Some("return=minimal, odata.maxpagesize=5000")), 1000);
         assert_eq!(page_size(Some("odata.maxpagesize=abc")), 100);
+    }
+
+    #[test]
+    fn settable_properties() {
+        assert_eq!(settable_mailbox_property("customattribute7").as_deref(), Some("CustomAttribute7"));
+        assert_eq!(settable_mailbox_property("CustomAttribute15").as_deref(), Some("CustomAttribute15"));
+        for no in ["CustomAttribute0", "CustomAttribute16", "CustomAttribute", "CustomAttributeX", "DisplayName"] {
+            assert_eq!(settable_mailbox_property(no), None, "{no}");
+        }
     }
 }

@@ -59,7 +59,7 @@ impl Respond for Responder {
             (Some(reply), _) => reply,
             (None, Some(Service::Login)) => login::handle(shared, &mut state, request, &segments),
             (None, Some(Service::Graph)) => graph::handle(shared, &mut state, request, &segments),
-            (None, Some(Service::Exchange)) => exchange::handle(shared, &state, request, &segments),
+            (None, Some(Service::Exchange)) => exchange::handle(shared, &mut state, request, &segments),
             (None, None) => catch_all(shared, request, &segments),
         };
         record(&mut state, request, service, &reply);

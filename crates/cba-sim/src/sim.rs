@@ -233,6 +233,14 @@ impl SimTenantBuilder {
         self
     }
 
+    /// The first `n` Exchange write cmdlets (Set-Mailbox) are carried out, then answered 500
+    /// InternalServerError without `Retry-After`, as when the service fails after doing the work: a client that
+    /// sends such a write again does it twice (default 0).
+    pub fn exchange_fail_after_execute(mut self, n: u64) -> Self {
+        self.knobs.exchange_fail_after_execute = n;
+        self
+    }
+
     /// Start the sim.
     ///
     /// # Panics
@@ -274,6 +282,7 @@ impl SimTenantBuilder {
         let base_url = server.uri().trim_end_matches('/').to_string();
         let clock = Clock::new(self.clock_offset);
         let mut state = State::default();
+        state.exchange.fail_after_execute = self.knobs.exchange_fail_after_execute;
         let mut tenants = Vec::new();
         for spec in &self.tenants {
             let id = spec.id.clone().map(|i| i.to_ascii_lowercase()).unwrap_or_else(ids::guid);

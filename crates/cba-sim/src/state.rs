@@ -19,6 +19,8 @@ pub(crate) struct State {
     pub(crate) requests: Vec<crate::RequestRecord>,
     /// Requests seen so far by the targeted services (drives the fault schedules).
     pub(crate) fault_counter: u64,
+    /// What Exchange write cmdlets changed (Set-Mailbox), and the Exchange write fault still to fire.
+    pub(crate) exchange: crate::exchange::ExchangeState,
 }
 
 #[derive(Debug, Clone)]

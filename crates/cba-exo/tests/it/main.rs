@@ -7,3 +7,4 @@ mod sim;
 mod support;
 mod tokens;
 mod wire;
+mod writes;

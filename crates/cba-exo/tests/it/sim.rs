@@ -202,3 +202,50 @@ async fn a_token_expiring_mid_listing_is_renewed() {
     let statuses: Vec<u16> = exchange_requests(&sim).await.into_iter().map(|(_, s)| s).collect();
     assert_eq!(statuses, [200, 401, 200, 200]);
 }
+
+fn set_custom_attribute(identity: &str, value: &str) -> Parameters {
+    Parameters::new().with("Identity", identity).with("CustomAttribute1", value)
+}
+
+async fn custom_attribute(exo: &ExoClient, identity: &str) -> serde_json::Value {
+    let mailbox = exo.collect_all("Get-Mailbox", &Parameters::new().with("Identity", identity)).await.unwrap();
+    mailbox[0]["CustomAttribute1"].clone()
+}
+
+#[tokio::test]
+async fn a_write_that_fails_after_running_is_sent_once_and_reported_as_unknown() {
+    let sim = sim_with(3, |b| b.exchange_fail_after_execute(1)).await;
+    let app = app(&sim, true).await;
+    let exo = client(&sim, SimTokens::new(&sim, &app), 1000);
+    let err = exo.collect_all("Set-Mailbox", &set_custom_attribute("user00001", "first")).await.unwrap_err();
+    match &err {
+        Error::OutcomeUnknown { cmdlet, status, check_with, client_request_id, .. } => {
+            assert_eq!((cmdlet.as_str(), *status), ("Set-Mailbox", Some(500)));
+            assert_eq!(check_with.as_deref(), Some("Get-Mailbox"));
+            assert_eq!(client_request_id.len(), 36);
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("outcome of Set-Mailbox is unknown") && text.contains("Check with Get-Mailbox"), "{text}");
+    assert!(err.is_outcome_unknown() && err.is_remote());
+    let statuses: Vec<u16> = exchange_requests(&sim).await.into_iter().map(|(_, s)| s).collect();
+    assert_eq!(statuses, [500], "sent exactly once");
+    // It did run: the change is there.
+    assert_eq!(custom_attribute(&exo, "user00001").await, "first");
+}
+
+#[tokio::test]
+async fn a_read_answered_503_is_retried_and_a_throttled_write_too() {
+    // The sim's faults (429 and 503, both with Retry-After) refuse a request before it runs.
+    let sim = sim_with(3, |b| {
+        b.throttle_burst(1).fail_5xx_every(3).retry_after(Duration::ZERO).fault_services([Service::Exchange])
+    })
+    .await;
+    let app = app(&sim, true).await;
+    let exo = client(&sim, SimTokens::new(&sim, &app), 1000);
+    exo.collect_all("Set-Mailbox", &set_custom_attribute("user00002", "v")).await.unwrap();
+    assert_eq!(custom_attribute(&exo, "user00002").await, "v");
+    let statuses: Vec<u16> = exchange_requests(&sim).await.into_iter().map(|(_, s)| s).collect();
+    assert_eq!(statuses, [429, 204, 503, 200], "the write after its 429, the read after its 503");
+}
