@@ -49,6 +49,7 @@ impl Schedule {
 pub(crate) struct Knobs {
     pub(crate) latency: Duration,
     pub(crate) replication_delay: Duration,
+    pub(crate) delete_replication_delay: Duration,
     pub(crate) throttle: Schedule,
     pub(crate) retry_after_secs: u64,
     pub(crate) fail_5xx: Schedule,
@@ -56,6 +57,7 @@ pub(crate) struct Knobs {
     pub(crate) token_lifetime_secs: i64,
     pub(crate) clock_skew_secs: i64,
     pub(crate) max_assertion_lifetime_secs: i64,
+    pub(crate) require_assertion_nbf: bool,
     pub(crate) reject_replayed_jti: bool,
     pub(crate) accept_v1_assertion_audience: bool,
     pub(crate) device_code_delay: Duration,
@@ -66,6 +68,8 @@ pub(crate) struct Knobs {
     pub(crate) duplicate_role_assignment: DuplicateRoleAssignment,
     /// Exchange write cmdlets at the start that are carried out but answered 500.
     pub(crate) exchange_fail_after_execute: u64,
+    /// Graph writes at the start that are carried out but answered 500.
+    pub(crate) fail_after_commit: u64,
 }
 
 impl Default for Knobs {
@@ -73,6 +77,7 @@ impl Default for Knobs {
         Knobs {
             latency: Duration::ZERO,
             replication_delay: Duration::ZERO,
+            delete_replication_delay: Duration::ZERO,
             throttle: Schedule::default(),
             retry_after_secs: 1,
             fail_5xx: Schedule::default(),
@@ -80,6 +85,7 @@ impl Default for Knobs {
             token_lifetime_secs: 3599,
             clock_skew_secs: 300,
             max_assertion_lifetime_secs: 600,
+            require_assertion_nbf: true,
             reject_replayed_jti: true,
             accept_v1_assertion_audience: false,
             device_code_delay: Duration::ZERO,
@@ -89,6 +95,7 @@ impl Default for Knobs {
             mailboxes: 5,
             duplicate_role_assignment: DuplicateRoleAssignment::default(),
             exchange_fail_after_execute: 0,
+            fail_after_commit: 0,
         }
     }
 }
@@ -96,5 +103,11 @@ impl Default for Knobs {
 impl Knobs {
     pub(crate) fn replication_ms(&self) -> i64 {
         self.replication_delay.as_millis() as i64
+    }
+
+    /// When a delete made at `now_ms` reaches reads: `None` (at once) unless `delete_replication_delay` is set.
+    pub(crate) fn deleted_at(&self, now_ms: i64) -> Option<i64> {
+        (!self.delete_replication_delay.is_zero())
+            .then(|| now_ms.saturating_add(self.delete_replication_delay.as_millis() as i64))
     }
 }

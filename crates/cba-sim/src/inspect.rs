@@ -78,6 +78,9 @@ pub struct ApplicationSnapshot {
     pub display_name: String,
     /// `AzureADMyOrg`, `AzureADMultipleOrgs`, ...
     pub sign_in_audience: String,
+    /// The client-chosen alternate key, when set.
+    #[serde(default)]
+    pub unique_name: Option<String>,
     /// Registered certificates.
     pub key_credentials: Vec<KeyCredentialSnapshot>,
     /// Whether reads already see it (false during the replication delay).
@@ -183,17 +186,21 @@ pub(crate) fn snapshot(state: &State, now_ms: i64) -> StateSnapshot {
             id: t.id.clone(),
             name: t.name.clone(),
             domain: t.domain.clone(),
+            // Deleted objects whose deletion is still replicating are gone: the snapshot is authoritative.
             applications: t
                 .applications
                 .iter()
+                .filter(|a| a.gone_at_ms.is_none())
                 .map(|a| ApplicationSnapshot {
                     id: a.id.clone(),
                     app_id: a.app_id.clone(),
                     display_name: a.display_name.clone(),
                     sign_in_audience: a.sign_in_audience.clone(),
+                    unique_name: a.unique_name.clone(),
                     key_credentials: a
                         .key_credentials
                         .iter()
+                        .filter(|k| k.gone_at_ms.is_none())
                         .map(|k| KeyCredentialSnapshot {
                             key_id: k.key_id.clone(),
                             display_name: k.display_name.clone(),
@@ -209,6 +216,7 @@ pub(crate) fn snapshot(state: &State, now_ms: i64) -> StateSnapshot {
             service_principals: t
                 .service_principals
                 .iter()
+                .filter(|s| s.gone_at_ms.is_none())
                 .map(|s| ServicePrincipalSnapshot {
                     id: s.id.clone(),
                     app_id: s.app_id.clone(),
@@ -221,6 +229,7 @@ pub(crate) fn snapshot(state: &State, now_ms: i64) -> StateSnapshot {
             app_role_assignments: t
                 .app_role_assignments
                 .iter()
+                .filter(|a| a.gone_at_ms.is_none())
                 .map(|a| AppRoleAssignmentSnapshot {
                     id: a.id.clone(),
                     principal_id: a.principal_id.clone(),
@@ -238,6 +247,7 @@ pub(crate) fn snapshot(state: &State, now_ms: i64) -> StateSnapshot {
             role_assignments: t
                 .role_assignments
                 .iter()
+                .filter(|r| r.gone_at_ms.is_none())
                 .map(|r| RoleAssignmentSnapshot {
                     id: r.id.clone(),
                     principal_id: r.principal_id.clone(),
@@ -310,6 +320,23 @@ pub(crate) fn handle(shared: &Shared, request: &Request, segments: &[String]) ->
                 sim_error(404, "no pending device code has that user code")
             }
         }
+        ("POST", ["fail-after-commit"]) => {
+            let body = serde_json::from_slice::<Value>(&request.body).ok();
+            let count = body.as_ref().and_then(|v| v.get("count")).and_then(Value::as_u64);
+            let pattern = body.as_ref().and_then(|v| v.get("pattern")).and_then(Value::as_str).unwrap_or("*");
+            match count {
+                Some(n) => {
+                    if n > 0 {
+                        shared.lock().fail_after_commit.push(crate::state::FailAfterCommit::parse(n, pattern));
+                    }
+                    Reply::empty(204)
+                }
+                None => sim_error(
+                    400,
+                    "body must be {\"count\": <integer>, \"pattern\": \"POST /applications\" (optional)}",
+                ),
+            }
+        }
         ("POST", ["clock"]) => {
             let seconds = serde_json::from_slice::<Value>(&request.body)
                 .ok()
@@ -324,7 +351,7 @@ pub(crate) fn handle(shared: &Shared, request: &Request, segments: &[String]) ->
         }
         _ => sim_error(
             404,
-            "unknown inspection route: GET /_sim/state, GET /_sim/requests, GET /_sim/device-codes, POST /_sim/device-codes/{user_code}/{approve|decline|expire}, POST /_sim/clock",
+            "unknown inspection route: GET /_sim/state, GET /_sim/requests, GET /_sim/device-codes, POST /_sim/device-codes/{user_code}/{approve|decline|expire}, POST /_sim/clock, POST /_sim/fail-after-commit",
         ),
     }
 }

@@ -209,7 +209,8 @@ impl ParsedJwt {
         value.as_i64().or_else(|| value.as_f64().map(|f| f as i64))
     }
 
-    /// The thumbprint the signer names, as shown in AADSTS messages (upper-case hex SHA-1 when known).
+    /// The thumbprint the signer names in `x5t` / `x5t#S256`, as shown in AADSTS messages (upper-case hex
+    /// SHA-1 when known; empty when the header names none: a bare `kid` is not a thumbprint to Entra).
     pub(crate) fn thumbprint_label(&self) -> String {
         if let Some(x5t) = self.header_str("x5t") {
             if let Ok(bytes) = URL_SAFE_NO_PAD.decode(x5t.trim_end_matches('=')) {
@@ -217,16 +218,16 @@ impl ParsedJwt {
             }
             return x5t.to_string();
         }
-        self.header_str("x5t#S256").or(self.header_str("kid")).unwrap_or("").to_string()
+        self.header_str("x5t#S256").unwrap_or("").to_string()
     }
 
-    /// Whether the header names a certificate at all (`x5t`, `x5t#S256`, or a thumbprint `kid`).
-    pub(crate) fn names_a_key(&self) -> bool {
-        ["x5t", "x5t#S256", "kid"].iter().any(|h| self.header_str(h).is_some_and(|v| !v.is_empty()))
+    /// Whether the header names a certificate by thumbprint (`x5t` or `x5t#S256`).
+    pub(crate) fn names_a_thumbprint(&self) -> bool {
+        ["x5t", "x5t#S256"].iter().any(|h| self.header_str(h).is_some_and(|v| !v.is_empty()))
     }
 
-    /// The registered credential this token names by thumbprint, among `keys`.
-    pub(crate) fn find_key<'k>(&self, keys: &'k [KeyCred]) -> Option<&'k KeyCred> {
+    /// The registered credential this token names by `x5t#S256` or `x5t`, among `keys` (client assertions).
+    pub(crate) fn find_key_by_thumbprint<'k>(&self, keys: &'k [KeyCred]) -> Option<&'k KeyCred> {
         let strip = |s: &str| s.trim_end_matches('=').to_string();
         if let Some(x5t) = self.header_str("x5t#S256") {
             let want = strip(x5t);
@@ -234,18 +235,21 @@ impl ParsedJwt {
                 return Some(k);
             }
         }
-        if let Some(x5t) = self.header_str("x5t") {
-            let want = strip(x5t);
-            if let Some(k) = keys.iter().find(|k| k.certificate.x5t() == want) {
-                return Some(k);
-            }
+        let want = strip(self.header_str("x5t")?);
+        keys.iter().find(|k| k.certificate.x5t() == want)
+    }
+
+    /// As [`ParsedJwt::find_key_by_thumbprint`], also by a `kid` holding the hex SHA-1 thumbprint (what
+    /// .NET's X509SigningCredentials sends): accepted for addKey/removeKey proofs only.
+    pub(crate) fn find_key<'k>(&self, keys: &'k [KeyCred]) -> Option<&'k KeyCred> {
+        if let Some(k) = self.find_key_by_thumbprint(keys) {
+            return Some(k);
         }
-        if let Some(kid) = self.header_str("kid") {
-            return keys.iter().find(|k| {
-                k.certificate.thumbprint_sha1_hex().eq_ignore_ascii_case(kid) || k.certificate.x5t() == strip(kid)
-            });
-        }
-        None
+        let kid = self.header_str("kid")?;
+        keys.iter().find(|k| {
+            k.certificate.thumbprint_sha1_hex().eq_ignore_ascii_case(kid)
+                || k.certificate.x5t() == kid.trim_end_matches('=')
+        })
     }
 
     /// Verify the signature with a certificate's RSA public key (RS256 or PS256 only).

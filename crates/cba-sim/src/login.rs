@@ -15,6 +15,8 @@ use crate::wellknown::{
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// Entra refuses certificate credentials with smaller RSA keys (AADSTS50032).
+const MIN_RSA_BITS: u32 = 2048;
 const CERT_DOCS: &str = "Review the documentation at https://docs.microsoft.com/en-us/azure/active-directory/develop/active-directory-certificate-credentials .";
 
 /// An AADSTS failure: rendered as the login service's error body (docs/wire-formats.md §4).
@@ -228,6 +230,17 @@ fn client_credentials(
     path_tenant: &str,
     tenant_index: usize,
 ) -> Result<Reply, Aadsts> {
+    // `organizations` and `common` say "any tenant": an app-only token needs the tenant named. The exact
+    // answer Entra gives is UNVERIFIED (docs/wire-formats.md §11): its "no tenant" code.
+    if path_tenant.eq_ignore_ascii_case("organizations") || path_tenant.eq_ignore_ascii_case("common") {
+        return Err(fail(
+            "invalid_request",
+            50059,
+            format!(
+                "No tenant-identifying information found in either the request or implied by any provided credentials. The client credentials grant needs a tenant id or domain in the path, not '{path_tenant}'."
+            ),
+        ));
+    }
     let client_id = http::param(form, "client_id").ok_or_else(|| missing("client_id"))?;
     let scope = http::param(form, "scope").ok_or_else(|| missing("scope"))?;
     let resource = client_credentials_resource(scope, &state.tenants[tenant_index])?;
@@ -373,14 +386,28 @@ fn check_assertion(
             ),
         )
     };
-    if !jwt.names_a_key() {
+    // Entra looks the key up by thumbprint: a bare `kid` names nothing it knows.
+    if !jwt.names_a_thumbprint() {
         return Err(key_not_found());
     }
     let visible: Vec<KeyCred> = keys.iter().filter(|k| k.visible_at_ms <= now_ms).cloned().collect();
-    let key = jwt.find_key(&visible).ok_or_else(key_not_found)?;
+    let key = jwt.find_key_by_thumbprint(&visible).ok_or_else(key_not_found)?;
     let now = shared.clock.now();
     let expired = now > key.end || now > key.certificate.not_after();
     let not_yet = now < key.start || now < key.certificate.not_before();
+    if let Some(rsa) = key.certificate.rsa_public_key()
+        && rsa.bits() < MIN_RSA_BITS
+        && !(expired || not_yet)
+    {
+        return Err(fail(
+            "invalid_client",
+            50032,
+            format!(
+                "WeakRsaKey - Indicates the erroneous user attempt to use a weak RSA key. [The certificate with thumbprint '{thumbprint}' has a {}-bit RSA key; at least {MIN_RSA_BITS} bits are required.]",
+                rsa.bits()
+            ),
+        ));
+    }
     if expired || not_yet {
         let reason = if expired { "The key used is expired." } else { "The key used is not yet valid." };
         return Err(fail(
@@ -445,6 +472,9 @@ fn check_assertion(
     let Some(exp) = exp else {
         return Err(out_of_range("The assertion has no 'exp' claim. "));
     };
+    if nbf.is_none() && shared.knobs.require_assertion_nbf {
+        return Err(out_of_range("The assertion has no 'nbf' claim. "));
+    }
     if now_secs > exp.saturating_add(skew) {
         return Err(out_of_range(""));
     }
@@ -514,8 +544,13 @@ pub(crate) fn mint_app_token(
 
 /// A delegated Graph token for the tenant's admin user.
 pub(crate) fn mint_admin_token(shared: &Shared, tenant: &Tenant, client_id: &str, scopes: &[String]) -> String {
+    jwt::issue(&admin_claims(shared, tenant, client_id, scopes))
+}
+
+/// The claims of a delegated Graph token for the tenant's admin user.
+pub(crate) fn admin_claims(shared: &Shared, tenant: &Tenant, client_id: &str, scopes: &[String]) -> AccessClaims {
     let now = shared.clock.now_secs();
-    let claims = AccessClaims {
+    AccessClaims {
         aud: GRAPH_RESOURCE.to_string(),
         iss: format!("https://sts.windows.net/{}/", tenant.id),
         iat: now,
@@ -534,8 +569,7 @@ pub(crate) fn mint_admin_token(shared: &Shared, tenant: &Tenant, client_id: &str
         upn: Some(tenant.admin_upn.clone()),
         uti: ids::opaque()[..22].to_string(),
         ver: "1.0".into(),
-    };
-    jwt::issue(&claims)
+    }
 }
 
 /// Delegated Graph scope names granted for a requested `scope` string (OpenID scopes dropped).

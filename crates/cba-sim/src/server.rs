@@ -54,6 +54,7 @@ impl Respond for Responder {
         }
         let service = classify(&segments);
         let mut state = shared.lock();
+        state.purge_deleted(shared.clock.now_ms());
         let fault = service.and_then(|s| faults::check(shared, &mut state, s, request));
         let reply = match (fault, service) {
             (Some(reply), _) => reply,

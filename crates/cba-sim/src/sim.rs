@@ -15,13 +15,19 @@ use crate::config::{DuplicateRoleAssignment, Knobs, Service};
 use crate::inspect::{self, RequestRecord, StateSnapshot};
 use crate::server::{Responder, Shared};
 use crate::state::{
-    AppRoleAssignment, Application, DeviceCodeStatus, KeyCred, RoleAssignment, ServicePrincipal, State, Tenant,
+    AppRoleAssignment, Application, DeviceCodeStatus, FailAfterCommit, KeyCred, RoleAssignment, ServicePrincipal,
+    State, Tenant,
 };
 use crate::wellknown::{self, ADMIN_SCOPES, EXCHANGE_APP_ID, MANAGE_AS_APP_ROLE_ID};
 use crate::{ids, login};
 
 /// The public client id the builder's admin token names (Microsoft Graph Command Line Tools).
 const ADMIN_CLIENT_ID: &str = "14d82eec-204b-4c2f-b7e8-296a70dab67e";
+
+/// The delegated scopes of the builder's admin tokens: the setup scopes and User.Read (for `GET /organization`).
+fn admin_scopes() -> Vec<String> {
+    ADMIN_SCOPES.iter().map(|s| s.to_string()).chain(std::iter::once("User.Read".to_string())).collect()
+}
 
 /// Why a sim could not start.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +129,23 @@ impl SimTenantBuilder {
         self
     }
 
+    /// Deletes (applications, service principals, grants, role assignments) and removeKey reach reads, the
+    /// token endpoint and tokens' claims only this long after they were answered (default 0: at once). Writes
+    /// see them at once. Opt-in, because code that expects an immediate 404 after a delete is the norm in
+    /// tests; Entra's deletes do replicate like its creates.
+    pub fn delete_replication_delay(mut self, delay: Duration) -> Self {
+        self.knobs.delete_replication_delay = delay;
+        self
+    }
+
+    /// Carry out the first `n` successful Graph writes (POST, PATCH, PUT, DELETE), then answer each 500 as
+    /// if the connection died with the answer in flight (a crash-in-flight test aid; default 0). See also
+    /// [`SimTenant::fail_after_commit`].
+    pub fn fail_after_commit(mut self, n: u64) -> Self {
+        self.knobs.fail_after_commit = n;
+        self
+    }
+
     /// Answer every `k`-th request with 429 + `Retry-After` (0: never).
     pub fn throttle_every(mut self, k: u64) -> Self {
         self.knobs.throttle.every = k;
@@ -181,6 +204,13 @@ impl SimTenantBuilder {
     /// Longest accepted client assertion (`exp` − `nbf`, default 10 minutes).
     pub fn max_assertion_lifetime(mut self, lifetime: Duration) -> Self {
         self.knobs.max_assertion_lifetime_secs = lifetime.as_secs() as i64;
+        self
+    }
+
+    /// Refuse a client assertion without `nbf` with AADSTS700024 (default true: certificate-credentials.md
+    /// lists `nbf` as required; whether Entra enforces it is UNVERIFIED).
+    pub fn require_assertion_nbf(mut self, require: bool) -> Self {
+        self.knobs.require_assertion_nbf = require;
         self
     }
 
@@ -282,6 +312,9 @@ impl SimTenantBuilder {
         let base_url = server.uri().trim_end_matches('/').to_string();
         let clock = Clock::new(self.clock_offset);
         let mut state = State::default();
+        if self.knobs.fail_after_commit > 0 {
+            state.fail_after_commit.push(FailAfterCommit::parse(self.knobs.fail_after_commit, "*"));
+        }
         state.exchange.fail_after_execute = self.knobs.exchange_fail_after_execute;
         let mut tenants = Vec::new();
         for spec in &self.tenants {
@@ -419,7 +452,7 @@ impl SimTenant {
     }
 
     /// A delegated Graph token for the primary tenant's admin (Global Administrator) with the three setup
-    /// scopes, valid from the sim's current time for the token lifetime.
+    /// scopes and `User.Read`, valid from the sim's current time for the token lifetime.
     pub fn admin_token(&self) -> String {
         self.admin_token_for(self.tenant_id()).unwrap_or_default()
     }
@@ -428,8 +461,32 @@ impl SimTenant {
     pub fn admin_token_for(&self, tenant: &str) -> Option<String> {
         let state = self.shared.lock();
         let index = self.tenant_index(&state, tenant)?;
-        let scopes: Vec<String> = ADMIN_SCOPES.iter().map(|s| s.to_string()).collect();
-        Some(login::mint_admin_token(&self.shared, &state.tenants[index], ADMIN_CLIENT_ID, &scopes))
+        Some(login::mint_admin_token(&self.shared, &state.tenants[index], ADMIN_CLIENT_ID, &admin_scopes()))
+    }
+
+    /// Like [`SimTenant::admin_token`], but an opaque string, not a JWT: Graph routes accept it (as Entra may
+    /// issue tokens a client cannot read), so a test can prove a client never decodes its bearer token.
+    pub fn admin_token_opaque(&self) -> String {
+        self.admin_token_opaque_for(self.tenant_id()).unwrap_or_default()
+    }
+
+    /// The opaque admin token of another tenant (by name, id or domain).
+    pub fn admin_token_opaque_for(&self, tenant: &str) -> Option<String> {
+        let mut state = self.shared.lock();
+        let index = self.tenant_index(&state, tenant)?;
+        let claims = login::admin_claims(&self.shared, &state.tenants[index], ADMIN_CLIENT_ID, &admin_scopes());
+        let token = format!("EwB{}", ids::opaque());
+        state.opaque_tokens.insert(token.clone(), claims);
+        Some(token)
+    }
+
+    /// Carry out the next `n` successful Graph writes matching `pattern`, then answer each 500 as if the
+    /// connection died with the answer in flight: `"POST /applications"` (method and path prefix below
+    /// `/v1.0`), `"/applications"` (any write method), or `"*"` (every write). Adds to what is armed already.
+    pub fn fail_after_commit(&self, n: u64, pattern: &str) {
+        if n > 0 {
+            self.shared.lock().fail_after_commit.push(FailAfterCommit::parse(n, pattern));
+        }
     }
 
     /// What `cba sim serve` prints.
@@ -459,6 +516,11 @@ impl SimTenant {
             .map(|(i, der)| {
                 let certificate = Certificate::from_der(der)
                     .unwrap_or_else(|e| panic!("seed_app: certificate #{i} is not an X.509 DER certificate: {e}"));
+                // Graph refuses other key types; a weak RSA key is allowed, to get AADSTS50032.
+                assert!(
+                    certificate.rsa_public_key().is_some(),
+                    "seed_app: certificate #{i} does not hold an RSA key (Entra certificate credentials are RSA)"
+                );
                 KeyCred {
                     key_id: ids::guid(),
                     display_name: certificate.subject().to_string(),
@@ -467,6 +529,7 @@ impl SimTenant {
                     custom_key_identifier: certificate.thumbprint_sha1().to_vec(),
                     certificate,
                     visible_at_ms: i64::MIN,
+                    gone_at_ms: None,
                 }
             })
             .collect();
@@ -475,10 +538,12 @@ impl SimTenant {
             app_id: ids::guid(),
             display_name: name.to_string(),
             sign_in_audience: audience.to_string(),
+            unique_name: None,
             created: now,
             key_credentials,
             props: Map::new(),
             visible_at_ms: i64::MIN,
+            gone_at_ms: None,
         };
         let tenant = &mut state.tenants[index];
         let sp = ServicePrincipal {
@@ -491,6 +556,7 @@ impl SimTenant {
             built_in: false,
             props: Map::new(),
             visible_at_ms: i64::MIN,
+            gone_at_ms: None,
         };
         let seeded = SeededApp {
             tenant_id: tenant.id.clone(),
@@ -554,6 +620,7 @@ impl SimTenant {
             built_in: false,
             props: Map::new(),
             visible_at_ms: i64::MIN,
+            gone_at_ms: None,
         };
         let tenant = &mut state.tenants[index];
         let seeded = SeededApp {
@@ -595,6 +662,7 @@ impl SimTenant {
             app_role_id: role.id.clone(),
             created: self.shared.clock.now(),
             visible_at_ms: i64::MIN,
+            gone_at_ms: None,
         };
         tenant.app_role_assignments.push(assignment);
     }
@@ -619,6 +687,7 @@ impl SimTenant {
             principal_id: app.service_principal_id.clone(),
             directory_scope_id: "/".into(),
             visible_at_ms: i64::MIN,
+            gone_at_ms: None,
         });
     }
 

@@ -21,6 +21,39 @@ pub(crate) struct State {
     pub(crate) fault_counter: u64,
     /// What Exchange write cmdlets changed (Set-Mailbox), and the Exchange write fault still to fire.
     pub(crate) exchange: crate::exchange::ExchangeState,
+    /// Graph writes still to be committed but answered 500 (the crash-in-flight test aid).
+    pub(crate) fail_after_commit: Vec<FailAfterCommit>,
+    /// Opaque (non-JWT) bearer tokens the sim accepts, with the claims they stand for.
+    pub(crate) opaque_tokens: HashMap<String, crate::jwt::AccessClaims>,
+}
+
+/// The next `remaining` Graph writes matching `method` (any write when `None`) and `path_prefix` (below
+/// `/v1.0`, query excluded) are carried out, then answered 500 as if the connection died with the answer.
+#[derive(Debug, Clone)]
+pub(crate) struct FailAfterCommit {
+    pub(crate) remaining: u64,
+    pub(crate) method: Option<String>,
+    pub(crate) path_prefix: String,
+}
+
+impl FailAfterCommit {
+    /// `"POST /applications"`, `"/applications"` (any write method) or `""` / `"*"` (every write).
+    pub(crate) fn parse(count: u64, pattern: &str) -> FailAfterCommit {
+        let pattern = pattern.trim();
+        let (method, path) = match pattern.split_once(' ') {
+            Some((m, p)) => (Some(m.trim().to_ascii_uppercase()), p.trim()),
+            None if pattern.starts_with('/') || pattern.is_empty() || pattern == "*" => (None, pattern),
+            None => (Some(pattern.to_ascii_uppercase()), ""),
+        };
+        let path_prefix = if path == "*" { String::new() } else { path.to_string() };
+        FailAfterCommit { remaining: count, method, path_prefix }
+    }
+
+    pub(crate) fn matches(&self, method: &str, path: &str) -> bool {
+        self.remaining > 0
+            && self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && path.starts_with(&self.path_prefix)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -50,11 +83,15 @@ pub(crate) struct Application {
     pub(crate) app_id: String,
     pub(crate) display_name: String,
     pub(crate) sign_in_audience: String,
+    /// The client-chosen alternate key (`/applications(uniqueName='…')`): unique, immutable once set.
+    pub(crate) unique_name: Option<String>,
     pub(crate) created: OffsetDateTime,
     pub(crate) key_credentials: Vec<KeyCred>,
     /// Other writable properties as the client sent them (names validated).
     pub(crate) props: Map<String, Value>,
     pub(crate) visible_at_ms: i64,
+    /// Deleted, but reads keep seeing it until then (`delete_replication_delay`).
+    pub(crate) gone_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +103,7 @@ pub(crate) struct KeyCred {
     pub(crate) custom_key_identifier: Vec<u8>,
     pub(crate) certificate: Certificate,
     pub(crate) visible_at_ms: i64,
+    pub(crate) gone_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +117,7 @@ pub(crate) struct ServicePrincipal {
     pub(crate) built_in: bool,
     pub(crate) props: Map<String, Value>,
     pub(crate) visible_at_ms: i64,
+    pub(crate) gone_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +128,7 @@ pub(crate) struct AppRoleAssignment {
     pub(crate) app_role_id: String,
     pub(crate) created: OffsetDateTime,
     pub(crate) visible_at_ms: i64,
+    pub(crate) gone_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +138,7 @@ pub(crate) struct RoleAssignment {
     pub(crate) principal_id: String,
     pub(crate) directory_scope_id: String,
     pub(crate) visible_at_ms: i64,
+    pub(crate) gone_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +214,7 @@ impl Tenant {
                 built_in: true,
                 props: Map::new(),
                 visible_at_ms: i64::MIN,
+                gone_at_ms: None,
             });
         }
         tenant
@@ -187,8 +229,11 @@ impl Tenant {
         self.applications.iter().find(|a| a.id.eq_ignore_ascii_case(id) && a.visible_at_ms <= now_ms)
     }
 
+    /// For writes: replicated and not deleted.
     pub(crate) fn app_mut(&mut self, id: &str, now_ms: i64) -> Option<&mut Application> {
-        self.applications.iter_mut().find(|a| a.id.eq_ignore_ascii_case(id) && a.visible_at_ms <= now_ms)
+        self.applications
+            .iter_mut()
+            .find(|a| a.id.eq_ignore_ascii_case(id) && a.visible_at_ms <= now_ms && a.gone_at_ms.is_none())
     }
 
     pub(crate) fn app_by_app_id(&self, app_id: &str, now_ms: i64) -> Option<&Application> {
@@ -203,9 +248,9 @@ impl Tenant {
         self.service_principals.iter().find(|s| s.app_id.eq_ignore_ascii_case(app_id) && s.visible_at_ms <= now_ms)
     }
 
-    /// Whether a service principal for `app_id` exists at all, replicated or not.
+    /// Whether a service principal for `app_id` exists at all, replicated or not (deleted ones excluded).
     pub(crate) fn sp_exists_for(&self, app_id: &str) -> bool {
-        self.service_principals.iter().any(|s| s.app_id.eq_ignore_ascii_case(app_id))
+        self.service_principals.iter().any(|s| s.app_id.eq_ignore_ascii_case(app_id) && s.gone_at_ms.is_none())
     }
 
     /// The values of the app roles `principal_id` holds on the resource with `resource_app_id`.
@@ -238,23 +283,68 @@ impl Tenant {
         roles
     }
 
-    /// Remove a service principal and everything that points at it.
-    pub(crate) fn delete_sp(&mut self, id: &str) {
-        self.service_principals.retain(|s| s.id != id);
-        self.app_role_assignments.retain(|a| a.principal_id != id && a.resource_id != id);
-        self.role_assignments.retain(|r| r.principal_id != id);
+    /// Remove a service principal and everything that points at it: now (`gone_at_ms` `None`), or for reads
+    /// only once `gone_at_ms` has passed (a delete replicating; writes see it gone at once).
+    pub(crate) fn delete_sp(&mut self, id: &str, gone_at_ms: Option<i64>) {
+        let Some(at) = gone_at_ms else {
+            self.service_principals.retain(|s| s.id != id);
+            self.app_role_assignments.retain(|a| a.principal_id != id && a.resource_id != id);
+            self.role_assignments.retain(|r| r.principal_id != id);
+            return;
+        };
+        for s in self.service_principals.iter_mut().filter(|s| s.id == id) {
+            s.gone_at_ms.get_or_insert(at);
+        }
+        for a in self.app_role_assignments.iter_mut().filter(|a| a.principal_id == id || a.resource_id == id) {
+            a.gone_at_ms.get_or_insert(at);
+        }
+        for r in self.role_assignments.iter_mut().filter(|r| r.principal_id == id) {
+            r.gone_at_ms.get_or_insert(at);
+        }
     }
 
-    /// Remove an application, its service principal here, and that principal's grants and roles.
-    pub(crate) fn delete_app(&mut self, id: &str) -> Option<Application> {
-        let index = self.applications.iter().position(|a| a.id == id)?;
-        let app = self.applications.remove(index);
-        let sp_ids: Vec<String> =
-            self.service_principals.iter().filter(|s| s.app_id == app.app_id).map(|s| s.id.clone()).collect();
-        for sp in sp_ids {
-            self.delete_sp(&sp);
+    /// Remove an application, its service principal here, and that principal's grants and roles (now, or
+    /// for reads once `gone_at_ms` has passed, as [`Tenant::delete_sp`]).
+    pub(crate) fn delete_app(&mut self, id: &str, gone_at_ms: Option<i64>) {
+        let Some(index) = self.applications.iter().position(|a| a.id == id) else {
+            return;
+        };
+        let app_id = self.applications[index].app_id.clone();
+        match gone_at_ms {
+            None => {
+                self.applications.remove(index);
+            }
+            Some(at) => {
+                self.applications[index].gone_at_ms.get_or_insert(at);
+            }
         }
-        Some(app)
+        let sp_ids: Vec<String> =
+            self.service_principals.iter().filter(|s| s.app_id == app_id).map(|s| s.id.clone()).collect();
+        for sp in sp_ids {
+            self.delete_sp(&sp, gone_at_ms);
+        }
+    }
+
+    /// Forget deleted objects whose deletion has replicated.
+    fn purge(&mut self, now_ms: i64) {
+        let live = |gone: Option<i64>| gone.is_none_or(|at| now_ms < at);
+        self.applications.retain(|a| live(a.gone_at_ms));
+        for app in &mut self.applications {
+            app.key_credentials.retain(|k| live(k.gone_at_ms));
+        }
+        self.service_principals.retain(|s| live(s.gone_at_ms));
+        self.app_role_assignments.retain(|a| live(a.gone_at_ms));
+        self.role_assignments.retain(|r| live(r.gone_at_ms));
+    }
+
+    /// Whether an application with this alternate key exists (replicated or not, deletions excluded: the
+    /// write path is authoritative), other than `except_id`.
+    pub(crate) fn unique_name_taken(&self, unique_name: &str, except_id: &str) -> bool {
+        self.applications.iter().any(|a| {
+            a.gone_at_ms.is_none()
+                && a.id != except_id
+                && a.unique_name.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(unique_name))
+        })
     }
 }
 
@@ -291,6 +381,13 @@ impl State {
             .iter()
             .find(|t| t.applications.iter().any(|a| a.app_id.eq_ignore_ascii_case(app_id)))
             .map(|t| t.id.clone())
+    }
+
+    /// Forget deleted objects whose deletion has replicated, in every tenant.
+    pub(crate) fn purge_deleted(&mut self, now_ms: i64) {
+        for tenant in &mut self.tenants {
+            tenant.purge(now_ms);
+        }
     }
 
     /// Forget redeemed `jti`s whose assertion has expired anyway.

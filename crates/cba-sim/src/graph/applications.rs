@@ -1,5 +1,6 @@
-//! `/applications`: create, get (by id and `(appId='...')`), list with `$filter`, PATCH (keyCredentials are
-//! replaced as a whole), delete (cascades to service principals), addKey/removeKey with a proof JWT.
+//! `/applications`: create, get (by id, `(appId='...')` and `(uniqueName='...')`), list with `$filter`, PATCH
+//! (keyCredentials are replaced as a whole), the `Prefer: create-if-missing` upsert by `uniqueName`, delete
+//! (cascades to service principals), addKey/removeKey with a proof JWT.
 
 use serde_json::{Map, Value, json};
 
@@ -42,7 +43,6 @@ const WRITABLE: &[&str] = &[
     "spa",
     "tags",
     "tokenEncryptionKeyId",
-    "uniqueName",
     "web",
 ];
 
@@ -89,6 +89,38 @@ fn find<'s>(ctx: &Ctx<'_>, state: &'s State, key: &Key) -> Result<&'s Applicatio
     match key {
         Key::Id(id) => tenant.app(id, ctx.now_ms).ok_or_else(|| GraphError::not_found(id)),
         Key::AppId(app_id) => tenant.app_by_app_id(app_id, ctx.now_ms).ok_or_else(|| GraphError::not_found(app_id)),
+        Key::UniqueName(name) => tenant
+            .applications
+            .iter()
+            .find(|a| a.visible_at_ms <= ctx.now_ms && has_unique_name(a, name))
+            .ok_or_else(|| GraphError::not_found(name)),
+    }
+}
+
+fn has_unique_name(app: &Application, name: &str) -> bool {
+    app.unique_name.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(name))
+}
+
+/// For writes: as [`find`], but a deleted app is gone at once (the write path is authoritative).
+fn find_live<'s>(ctx: &Ctx<'_>, state: &'s State, key: &Key) -> Result<&'s Application, GraphError> {
+    let app = find(ctx, state, key)?;
+    if app.gone_at_ms.is_some() {
+        return Err(GraphError::not_found(&app.id));
+    }
+    Ok(app)
+}
+
+/// 400 for a `uniqueName` another application holds. The shape is the directory's answer for other unique
+/// properties (identifierUris); for uniqueName it is UNVERIFIED.
+fn unique_name_conflict() -> GraphError {
+    GraphError::bad_request("Another object with the same value for property uniqueName already exists.")
+        .detail("ObjectConflict", "uniqueName")
+}
+
+fn check_unique_name(state: &State, tenant: usize, app: &Application) -> Result<(), GraphError> {
+    match &app.unique_name {
+        Some(name) if state.tenants[tenant].unique_name_taken(name, &app.id) => Err(unique_name_conflict()),
+        _ => Ok(()),
     }
 }
 
@@ -114,7 +146,7 @@ pub(super) fn to_json(app: &Application, publisher_domain: &str, with_keys: bool
         "signInAudience": app.sign_in_audience,
         "tags": [],
         "tokenEncryptionKeyId": null,
-        "uniqueName": null,
+        "uniqueName": app.unique_name,
         "samlMetadataUrl": null,
         "defaultRedirectUri": null,
         "certification": null,
@@ -174,7 +206,7 @@ fn get(ctx: &Ctx<'_>, state: &State, key: &Key) -> Result<Reply, GraphError> {
 
 fn list(ctx: &Ctx<'_>, state: &State) -> Result<Reply, GraphError> {
     ctx.require(READ)?;
-    let clauses = query::filter(ctx, &["displayName", "appId", "id", "signInAudience"], "Application")?;
+    let clauses = query::filter(ctx, &["displayName", "appId", "id", "signInAudience", "uniqueName"], "Application")?;
     let tenant = &state.tenants[ctx.tenant];
     let with_keys = query::selects(ctx, "keyCredentials");
     let mut items = Vec::new();
@@ -195,10 +227,12 @@ fn list(ctx: &Ctx<'_>, state: &State) -> Result<Reply, GraphError> {
             app_id: String::new(),
             display_name: String::new(),
             sign_in_audience: String::new(),
+            unique_name: None,
             created: ctx.now,
             key_credentials: Vec::new(),
             props: Map::new(),
             visible_at_ms: 0,
+            gone_at_ms: None,
         };
         selected = query::select(ctx, to_json(&probe, "", false), "application")?.1;
     }
@@ -272,6 +306,20 @@ fn apply(ctx: &Ctx<'_>, app: &mut Application, body: Map<String, Value>) -> Resu
             "keyCredentials" => {
                 app.key_credentials = key_credentials::parse_all(&value, ctx.visible_at(), &app.key_credentials)?;
             }
+            // Settable while null, immutable once set (application-update.md).
+            "uniqueName" => match (&app.unique_name, &value) {
+                (None, Value::Null) => {}
+                (None, Value::String(name)) if !name.trim().is_empty() && name.chars().count() <= 256 => {
+                    app.unique_name = Some(name.clone());
+                }
+                (None, _) => return Err(GraphError::invalid_value("uniqueName", "Application")),
+                (Some(current), Value::String(name)) if current == name => {}
+                (Some(_), _) => {
+                    return Err(GraphError::bad_request(
+                        "Property 'uniqueName' can be set only while it is null; it is immutable once set.",
+                    ));
+                }
+            },
             "passwordCredentials" => {
                 if !(value.is_null() || value.as_array().is_some_and(Vec::is_empty)) {
                     return Err(GraphError::bad_request(
@@ -300,15 +348,18 @@ fn create(ctx: &Ctx<'_>, state: &mut State) -> Result<Reply, GraphError> {
         app_id: ids::guid(),
         display_name: String::new(),
         sign_in_audience: "AzureADandPersonalMicrosoftAccount".into(),
+        unique_name: None,
         created: ctx.now,
         key_credentials: Vec::new(),
         props: Map::new(),
         visible_at_ms: ctx.visible_at(),
+        gone_at_ms: None,
     };
     apply(ctx, &mut app, body)?;
     if app.display_name.is_empty() {
         return Err(GraphError::invalid_value("displayName", "Application"));
     }
+    check_unique_name(state, ctx.tenant, &app)?;
     let reply = render_created(ctx, state, &app)?;
     state.tenants[ctx.tenant].applications.push(app);
     Ok(reply)
@@ -322,21 +373,69 @@ fn render_created(ctx: &Ctx<'_>, state: &State, app: &Application) -> Result<Rep
 fn update(ctx: &Ctx<'_>, state: &mut State, key: &Key) -> Result<Reply, GraphError> {
     ctx.require(WRITE)?;
     let body = ctx.body()?;
-    let id = find(ctx, state, key)?.id.clone();
-    let tenant = &mut state.tenants[ctx.tenant];
-    let Some(app) = tenant.app_mut(&id, ctx.now_ms) else {
-        return Err(GraphError::not_found(&id));
+    if let Key::UniqueName(name) = key {
+        return upsert(ctx, state, name, body);
+    }
+    let id = find_live(ctx, state, key)?.id.clone();
+    store_update(ctx, state, &id, body)
+}
+
+/// Apply a PATCH body to the app with object id `id` (replicated or not) and store it.
+fn store_update(ctx: &Ctx<'_>, state: &mut State, id: &str, body: Map<String, Value>) -> Result<Reply, GraphError> {
+    let Some(mut updated) = state.tenants[ctx.tenant].applications.iter().find(|a| a.id == id).cloned() else {
+        return Err(GraphError::not_found(id));
     };
-    let mut updated = app.clone();
     apply(ctx, &mut updated, body)?;
-    *app = updated;
+    check_unique_name(state, ctx.tenant, &updated)?;
+    if let Some(app) = state.tenants[ctx.tenant].applications.iter_mut().find(|a| a.id == id) {
+        *app = updated;
+    }
     Ok(Reply::empty(204))
+}
+
+/// `PATCH /applications(uniqueName='…')` (application-upsert.md): with `Prefer: create-if-missing`, 201 + the
+/// new object when no app holds the key, else 204 after updating it; without the header an update, 404 when
+/// missing. The upsert sees an app as soon as it exists (the write path is authoritative), so a retry after a
+/// lost answer updates the app the first attempt made instead of making a second one.
+fn upsert(ctx: &Ctx<'_>, state: &mut State, name: &str, body: Map<String, Value>) -> Result<Reply, GraphError> {
+    let create =
+        ctx.header("prefer").is_some_and(|p| p.split(',').any(|v| v.trim().eq_ignore_ascii_case("create-if-missing")));
+    let existing = state.tenants[ctx.tenant]
+        .applications
+        .iter()
+        .find(|a| a.gone_at_ms.is_none() && has_unique_name(a, name) && (create || a.visible_at_ms <= ctx.now_ms))
+        .map(|a| a.id.clone());
+    match existing {
+        Some(id) => store_update(ctx, state, &id, body),
+        None if create => {
+            let mut app = Application {
+                id: ids::guid(),
+                app_id: ids::guid(),
+                display_name: String::new(),
+                sign_in_audience: "AzureADandPersonalMicrosoftAccount".into(),
+                unique_name: Some(name.to_string()),
+                created: ctx.now,
+                key_credentials: Vec::new(),
+                props: Map::new(),
+                visible_at_ms: ctx.visible_at(),
+                gone_at_ms: None,
+            };
+            apply(ctx, &mut app, body)?;
+            if app.display_name.is_empty() {
+                return Err(GraphError::invalid_value("displayName", "Application"));
+            }
+            let reply = render_created(ctx, state, &app)?;
+            state.tenants[ctx.tenant].applications.push(app);
+            Ok(reply)
+        }
+        None => Err(GraphError::not_found(name)),
+    }
 }
 
 fn delete(ctx: &Ctx<'_>, state: &mut State, key: &Key) -> Result<Reply, GraphError> {
     ctx.require(WRITE)?;
-    let id = find(ctx, state, key)?.id.clone();
-    state.tenants[ctx.tenant].delete_app(&id);
+    let id = find_live(ctx, state, key)?.id.clone();
+    state.tenants[ctx.tenant].delete_app(&id, ctx.shared.knobs.deleted_at(ctx.now_ms));
     Ok(Reply::empty(204))
 }
 
@@ -398,7 +497,7 @@ fn add_key(ctx: &Ctx<'_>, state: &mut State, key: &Key) -> Result<Reply, GraphEr
             return Err(GraphError::unknown_property(name, "addKey"));
         }
     }
-    let app = find(ctx, state, key)?;
+    let app = find_live(ctx, state, key)?;
     if !may_roll_keys(ctx, app) {
         return Err(GraphError::denied());
     }
@@ -430,7 +529,7 @@ fn remove_key(ctx: &Ctx<'_>, state: &mut State, key: &Key) -> Result<Reply, Grap
             return Err(GraphError::unknown_property(name, "removeKey"));
         }
     }
-    let app = find(ctx, state, key)?;
+    let app = find_live(ctx, state, key)?;
     if !may_roll_keys(ctx, app) {
         return Err(GraphError::denied());
     }
@@ -439,12 +538,19 @@ fn remove_key(ctx: &Ctx<'_>, state: &mut State, key: &Key) -> Result<Reply, Grap
         _ => return Err(GraphError::invalid_value("keyId", "KeyCredential")),
     };
     check_proof(ctx, app, body.get("proof").and_then(Value::as_str))?;
-    if !app.key_credentials.iter().any(|k| k.key_id == key_id) {
+    if !app.key_credentials.iter().any(|k| k.key_id == key_id && k.gone_at_ms.is_none()) {
         return Err(GraphError::not_found(&key_id));
     }
     let id = app.id.clone();
+    let gone_at = ctx.shared.knobs.deleted_at(ctx.now_ms);
     if let Some(app) = state.tenants[ctx.tenant].app_mut(&id, ctx.now_ms) {
-        app.key_credentials.retain(|k| k.key_id != key_id);
+        match gone_at {
+            None => app.key_credentials.retain(|k| k.key_id != key_id),
+            // Reads and the token endpoint keep accepting the key until the removal replicates.
+            Some(at) => {
+                app.key_credentials.iter_mut().filter(|k| k.key_id == key_id).for_each(|k| k.gone_at_ms = Some(at))
+            }
+        }
     }
     Ok(Reply::empty(204))
 }

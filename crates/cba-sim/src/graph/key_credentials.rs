@@ -72,6 +72,11 @@ pub(crate) fn parse(value: &Value, visible_at_ms: i64) -> Result<KeyCred, GraphE
     let key = string_field(object, "key")?.ok_or_else(bad_key)?;
     let der = STANDARD.decode(key.trim()).map_err(|_| bad_key())?;
     let certificate = Certificate::from_der(&der).map_err(|_| bad_key())?;
+    // Entra's certificate credentials are RSA only (docs/wire-formats.md §4); which answer Graph gives to an
+    // EC certificate is UNVERIFIED: the invalid-certificate one.
+    if certificate.rsa_public_key().is_none() {
+        return Err(bad_key());
+    }
 
     let start = date_field(object, "startDateTime")?.unwrap_or(certificate.not_before());
     let end = date_field(object, "endDateTime")?.unwrap_or(certificate.not_after());
@@ -101,7 +106,16 @@ pub(crate) fn parse(value: &Value, visible_at_ms: i64) -> Result<KeyCred, GraphE
     };
     let display_name =
         string_field(object, "displayName")?.map(str::to_string).unwrap_or_else(|| certificate.subject().to_string());
-    Ok(KeyCred { key_id, display_name, start, end, custom_key_identifier, certificate, visible_at_ms })
+    Ok(KeyCred {
+        key_id,
+        display_name,
+        start,
+        end,
+        custom_key_identifier,
+        certificate,
+        visible_at_ms,
+        gone_at_ms: None,
+    })
 }
 
 /// Parse a whole `keyCredentials` collection (PATCH replaces the stored one with it).

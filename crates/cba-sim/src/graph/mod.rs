@@ -212,8 +212,33 @@ pub(crate) fn handle(shared: &Shared, state: &mut State, request: &Request, segm
     let ids = RequestIds::of(request);
     let now = shared.clock.now();
     match route(shared, state, request, segments) {
+        Ok(reply) if lose_answer(state, request, segments, reply.status) => {
+            let error = GraphError::new(
+                500,
+                "UnknownError",
+                "The write was carried out, but its answer was lost (cba-sim fail_after_commit).",
+            );
+            error_reply(&error, &ids, now)
+        }
         Ok(reply) => with_ids(reply, &ids),
         Err(error) => error_reply(&error, &ids, now),
+    }
+}
+
+/// Whether a successful write must be answered 500 instead (the `fail_after_commit` knob), counting it.
+fn lose_answer(state: &mut State, request: &Request, segments: &[String], status: u16) -> bool {
+    let method = request.method.as_str();
+    if !(200..300).contains(&status) || !matches!(method, "POST" | "PATCH" | "PUT" | "DELETE") {
+        return false;
+    }
+    let path = format!("/{}", segments.get(1..).unwrap_or_default().join("/"));
+    match state.fail_after_commit.iter_mut().find(|f| f.matches(method, &path)) {
+        Some(armed) => {
+            armed.remaining -= 1;
+            state.fail_after_commit.retain(|f| f.remaining > 0);
+            true
+        }
+        None => false,
     }
 }
 
@@ -222,6 +247,16 @@ fn authenticate(shared: &Shared, state: &State, request: &Request) -> Result<(Ac
     let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim).unwrap_or("");
     if token.is_empty() {
         return Err(GraphError::unauthorized("Access token is empty."));
+    }
+    if let Some(claims) = state.opaque_tokens.get(token) {
+        // An opaque token (SimTenant::admin_token_opaque): clients must not need to read a token.
+        if shared.clock.now_secs() >= claims.exp {
+            return Err(GraphError::unauthorized("Lifetime validation failed, the token is expired."));
+        }
+        let tenant = state
+            .tenant_index(&claims.tid)
+            .ok_or_else(|| GraphError::unauthorized("Access token validation failure. Invalid tenant."))?;
+        return Ok((claims.clone(), tenant));
     }
     let claims = jwt::verify_access(token, shared.clock.now_secs()).map_err(|e| match e {
         AccessError::Malformed => GraphError::unauthorized("IDX14100: JWT is not well formed, there are no dots (.)."),
@@ -261,7 +296,7 @@ fn route(shared: &Shared, state: &mut State, request: &Request, segments: &[Stri
         "applications" => applications::route(&ctx, state, rest),
         "servicePrincipals" => service_principals::route(&ctx, state, rest),
         "roleManagement" => roles::route(&ctx, state, rest),
-        "organization" if rest.len() == 1 && ctx.method() == "GET" => Ok(organization(&ctx, state)),
+        "organization" if rest.len() == 1 && ctx.method() == "GET" => organization(&ctx, state),
         "me" if rest.len() == 1 && ctx.method() == "GET" => me(&ctx, state),
         _ => Err(GraphError::malformed(format!("Resource not found for the segment '{first}'."))),
     }
@@ -271,7 +306,19 @@ pub(crate) fn method_not_allowed() -> GraphError {
     GraphError::new(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
 }
 
-fn organization(ctx: &Ctx<'_>, state: &State) -> Reply {
+/// `GET /organization`: the tenant the token acts in. Delegated: `User.Read` is enough; app-only needs an
+/// organization or directory read permission (organization-list.md).
+fn organization(ctx: &Ctx<'_>, state: &State) -> Result<Reply, GraphError> {
+    const DELEGATED: &[&str] = &[
+        "User.Read",
+        "Organization.Read.All",
+        "Organization.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+    ];
+    const APP_ONLY: &[&str] =
+        &["Organization.Read.All", "Organization.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"];
+    ctx.require(if ctx.claims.is_app_only() { APP_ONLY } else { DELEGATED })?;
     let tenant = &state.tenants[ctx.tenant];
     let org = json!({
         "id": tenant.id,
@@ -286,7 +333,7 @@ fn organization(ctx: &Ctx<'_>, state: &State) -> Reply {
         }],
     });
     let body = json!({"@odata.context": format!("{}/$metadata#organization", ctx.base()), "value": [org]});
-    Reply::json_as(200, &body, GRAPH_JSON)
+    Ok(Reply::json_as(200, &body, GRAPH_JSON))
 }
 
 fn me(ctx: &Ctx<'_>, state: &State) -> Result<Reply, GraphError> {
@@ -302,11 +349,12 @@ fn me(ctx: &Ctx<'_>, state: &State) -> Result<Reply, GraphError> {
     Ok(entity(200, format!("{}/$metadata#users/$entity", ctx.base()), user))
 }
 
-/// A `name(appId='...')` key segment, or the id after `name/`.
+/// A `name(appId='...')` key segment, or the id after `name/`; `(uniqueName='...')` for applications.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Key {
     Id(String),
     AppId(String),
+    UniqueName(String),
 }
 
 /// Split `[set, id, rest..]` or `[set(appId='x'), rest..]` into the key and the rest.
@@ -345,6 +393,11 @@ pub(crate) fn split_key<'s>(segments: &'s [String], set: &str) -> Result<(Option
             return Err(GraphError::invalid_id(&value));
         }
         Key::AppId(value)
+    } else if name.eq_ignore_ascii_case("uniqueName") && set == "applications" {
+        if value.is_empty() {
+            return Err(bad_key());
+        }
+        Key::UniqueName(value)
     } else if name.eq_ignore_ascii_case("id") {
         if !ids::is_guid(&value) {
             return Err(GraphError::invalid_id(&value));

@@ -136,10 +136,12 @@ fn create(ctx: &Ctx<'_>, state: &mut State) -> Result<Reply, GraphError> {
         None => return Err(GraphError::not_found(principal_id).with_status(400, "Request_BadRequest")),
     };
     let role = role.to_ascii_lowercase();
-    let duplicate = tenant
-        .role_assignments
-        .iter()
-        .any(|r| r.principal_id == principal && r.role_definition_id == role && r.directory_scope_id == scope);
+    let duplicate = tenant.role_assignments.iter().any(|r| {
+        r.principal_id == principal
+            && r.role_definition_id == role
+            && r.directory_scope_id == scope
+            && r.gone_at_ms.is_none()
+    });
     if duplicate {
         let message =
             "A conflicting object with one or more of the specified property values is present in the directory.";
@@ -156,6 +158,7 @@ fn create(ctx: &Ctx<'_>, state: &mut State) -> Result<Reply, GraphError> {
         principal_id: principal,
         directory_scope_id: scope.to_string(),
         visible_at_ms: ctx.visible_at(),
+        gone_at_ms: None,
     };
     let object = to_json(&assignment);
     state.tenants[ctx.tenant].role_assignments.push(assignment);
@@ -167,10 +170,14 @@ fn delete(ctx: &Ctx<'_>, state: &mut State, id: &str) -> Result<Reply, GraphErro
     ctx.require(WRITE)?;
     let now_ms = ctx.now_ms;
     let tenant = &mut state.tenants[ctx.tenant];
-    let before = tenant.role_assignments.len();
-    tenant.role_assignments.retain(|r| !(r.id == id && r.visible_at_ms <= now_ms));
-    if tenant.role_assignments.len() == before {
+    let Some(index) =
+        tenant.role_assignments.iter().position(|r| r.id == id && r.visible_at_ms <= now_ms && r.gone_at_ms.is_none())
+    else {
         return Err(GraphError::not_found(id));
+    };
+    match ctx.shared.knobs.deleted_at(now_ms) {
+        None => drop(tenant.role_assignments.remove(index)),
+        Some(at) => tenant.role_assignments[index].gone_at_ms = Some(at),
     }
     Ok(Reply::empty(204))
 }

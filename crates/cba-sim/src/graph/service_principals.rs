@@ -73,7 +73,17 @@ fn find<'s>(ctx: &Ctx<'_>, state: &'s State, key: &Key) -> Result<&'s ServicePri
     match key {
         Key::Id(id) => tenant.sp(id, ctx.now_ms).ok_or_else(|| GraphError::not_found(id)),
         Key::AppId(app_id) => tenant.sp_by_app_id(app_id, ctx.now_ms).ok_or_else(|| GraphError::not_found(app_id)),
+        Key::UniqueName(name) => Err(GraphError::not_found(name)),
     }
+}
+
+/// For writes: as [`find`], but a deleted principal is gone at once (the write path is authoritative).
+fn find_live<'s>(ctx: &Ctx<'_>, state: &'s State, key: &Key) -> Result<&'s ServicePrincipal, GraphError> {
+    let sp = find(ctx, state, key)?;
+    if sp.gone_at_ms.is_some() {
+        return Err(GraphError::not_found(&sp.id));
+    }
+    Ok(sp)
 }
 
 fn app_role_json(role: &AppRole) -> Value {
@@ -243,6 +253,7 @@ fn new_service_principal(
         built_in: false,
         props,
         visible_at_ms: ctx.visible_at(),
+        gone_at_ms: None,
     })
 }
 
@@ -279,12 +290,17 @@ fn update(ctx: &Ctx<'_>, state: &mut State, key: &Key) -> Result<Reply, GraphErr
         ctx.header("prefer").is_some_and(|p| p.split(',').any(|v| v.trim().eq_ignore_ascii_case("create-if-missing")));
     let tenant = &state.tenants[ctx.tenant];
     let existing = match key {
-        Key::Id(id) => tenant.sp(id, ctx.now_ms).map(|s| s.id.clone()),
+        Key::Id(id) => tenant.sp(id, ctx.now_ms).filter(|s| s.gone_at_ms.is_none()).map(|s| s.id.clone()),
         // An upsert sees the principal as soon as it exists (the write path is authoritative).
-        Key::AppId(app_id) if upsert => {
-            tenant.service_principals.iter().find(|s| s.app_id.eq_ignore_ascii_case(app_id)).map(|s| s.id.clone())
+        Key::AppId(app_id) if upsert => tenant
+            .service_principals
+            .iter()
+            .find(|s| s.app_id.eq_ignore_ascii_case(app_id) && s.gone_at_ms.is_none())
+            .map(|s| s.id.clone()),
+        Key::AppId(app_id) => {
+            tenant.sp_by_app_id(app_id, ctx.now_ms).filter(|s| s.gone_at_ms.is_none()).map(|s| s.id.clone())
         }
-        Key::AppId(app_id) => tenant.sp_by_app_id(app_id, ctx.now_ms).map(|s| s.id.clone()),
+        Key::UniqueName(name) => return Err(GraphError::not_found(name)),
     };
     match (existing, key) {
         (Some(id), _) => {
@@ -313,14 +329,14 @@ fn update(ctx: &Ctx<'_>, state: &mut State, key: &Key) -> Result<Reply, GraphErr
             state.tenants[ctx.tenant].service_principals.push(sp);
             Ok(reply)
         }
-        (None, Key::Id(id) | Key::AppId(id)) => Err(GraphError::not_found(id)),
+        (None, Key::Id(id) | Key::AppId(id) | Key::UniqueName(id)) => Err(GraphError::not_found(id)),
     }
 }
 
 fn delete(ctx: &Ctx<'_>, state: &mut State, key: &Key) -> Result<Reply, GraphError> {
     ctx.require(WRITE)?;
-    let id = find(ctx, state, key)?.id.clone();
-    state.tenants[ctx.tenant].delete_sp(&id);
+    let id = find_live(ctx, state, key)?.id.clone();
+    state.tenants[ctx.tenant].delete_sp(&id, ctx.shared.knobs.deleted_at(ctx.now_ms));
     Ok(Reply::empty(204))
 }
 
@@ -440,6 +456,7 @@ fn grant(ctx: &Ctx<'_>, state: &mut State, sp_id: &str, side: Side) -> Result<Re
         a.principal_id == principal.id
             && a.resource_id == resource.id
             && a.app_role_id.eq_ignore_ascii_case(&app_role_id)
+            && a.gone_at_ms.is_none()
     });
     if duplicate {
         return Err(GraphError::bad_request("Permission being assigned already exists on the object."));
@@ -451,6 +468,7 @@ fn grant(ctx: &Ctx<'_>, state: &mut State, sp_id: &str, side: Side) -> Result<Re
         app_role_id,
         created: ctx.now,
         visible_at_ms: ctx.visible_at(),
+        gone_at_ms: None,
     };
     let object = grant_json(tenant, &assignment);
     state.tenants[ctx.tenant].app_role_assignments.push(assignment);
@@ -461,11 +479,17 @@ fn grant(ctx: &Ctx<'_>, state: &mut State, sp_id: &str, side: Side) -> Result<Re
 fn revoke(ctx: &Ctx<'_>, state: &mut State, sp_id: &str, side: Side, id: &str) -> Result<Reply, GraphError> {
     ctx.require(GRANT_WRITE)?;
     let tenant = &mut state.tenants[ctx.tenant];
-    let before = tenant.app_role_assignments.len();
     let now_ms = ctx.now_ms;
-    tenant.app_role_assignments.retain(|a| !(a.id == id && side.owns(a, sp_id) && a.visible_at_ms <= now_ms));
-    if tenant.app_role_assignments.len() == before {
+    let Some(index) = tenant
+        .app_role_assignments
+        .iter()
+        .position(|a| a.id == id && side.owns(a, sp_id) && a.visible_at_ms <= now_ms && a.gone_at_ms.is_none())
+    else {
         return Err(GraphError::not_found(id));
+    };
+    match ctx.shared.knobs.deleted_at(now_ms) {
+        None => drop(tenant.app_role_assignments.remove(index)),
+        Some(at) => tenant.app_role_assignments[index].gone_at_ms = Some(at),
     }
     Ok(Reply::empty(204))
 }

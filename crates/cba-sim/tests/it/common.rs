@@ -52,6 +52,7 @@ pub struct Assertion {
     pub alg: Algorithm,
     pub x5t: Option<String>,
     pub x5t_s256: Option<String>,
+    pub kid: Option<String>,
     pub aud: String,
     pub iss: String,
     pub sub: String,
@@ -67,6 +68,7 @@ impl Assertion {
             alg: Algorithm::RS256,
             x5t: Some(signer.certificate.x5t()),
             x5t_s256: None,
+            kid: None,
             aud: token_url(sim, tenant),
             iss: client_id.to_string(),
             sub: client_id.to_string(),
@@ -80,6 +82,7 @@ impl Assertion {
         let mut header = Header::new(self.alg);
         header.x5t = self.x5t.clone();
         header.x5t_s256 = self.x5t_s256.clone();
+        header.kid = self.kid.clone();
         let mut claims = json!({"aud": self.aud, "iss": self.iss, "sub": self.sub});
         if let Some(nbf) = self.nbf {
             claims["nbf"] = json!(nbf);
@@ -220,4 +223,17 @@ pub async fn create_app(graph: &Graph<'_>, body: Value) -> (String, String) {
     let (status, created) = graph.post("/applications", &body).await;
     assert_eq!(status, 201, "{created}");
     (created["id"].as_str().unwrap().to_string(), created["appId"].as_str().unwrap().to_string())
+}
+
+/// The audience of addKey/removeKey proofs.
+pub const PROOF_AUD: &str = "00000002-0000-0000-c000-000000000000";
+
+/// A proof of possession for addKey/removeKey (application-addkey.md), signed by `signer`.
+pub fn proof(sim: &SimTenant, object_id: &str, signer: &Identity, aud: &str) -> String {
+    let now = now_secs(sim);
+    let mut header = Header::new(Algorithm::RS256);
+    header.x5t = Some(signer.certificate.x5t());
+    let claims = json!({"aud": aud, "iss": object_id, "nbf": now, "exp": now + 600});
+    let key = EncodingKey::from_rsa_der(signer.private_key.as_ref().expect("key").rsa_pkcs1_der());
+    jsonwebtoken::encode(&header, &claims, &key).expect("sign")
 }

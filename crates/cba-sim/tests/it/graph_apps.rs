@@ -264,18 +264,6 @@ async fn delete_is_204_then_404_and_cascades() {
     assert_eq!(tenant.service_principals.len(), 2, "the Microsoft service principals stay");
 }
 
-/// A proof of possession for addKey/removeKey (application-addkey.md), signed by `signer`.
-fn proof(sim: &SimTenant, object_id: &str, signer: &cba_cert::Identity, aud: &str) -> String {
-    let now = now_secs(sim);
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    header.x5t = Some(signer.certificate.x5t());
-    let claims = json!({"aud": aud, "iss": object_id, "nbf": now, "exp": now + 600});
-    let key = jsonwebtoken::EncodingKey::from_rsa_der(signer.private_key.as_ref().unwrap().rsa_pkcs1_der());
-    jsonwebtoken::encode(&header, &claims, &key).unwrap()
-}
-
-const PROOF_AUD: &str = "00000002-0000-0000-c000-000000000000";
-
 #[tokio::test]
 async fn add_key_and_remove_key_need_a_valid_proof() {
     let sim = SimTenant::builder().start().await;
