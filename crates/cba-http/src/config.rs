@@ -158,7 +158,7 @@ impl HttpConfig {
         self.extra_roots.len()
     }
 
-    /// A `reqwest` client with these settings (rustls; redirects are not followed).
+    /// A `reqwest` client with these settings (rustls, reqwest's redirect policy).
     pub fn build(&self) -> Result<reqwest::Client, Error> {
         self.build_with(self.platform_roots)
     }
@@ -173,7 +173,6 @@ impl HttpConfig {
     fn build_with(&self, platform_roots: bool) -> Result<reqwest::Client, Error> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
-            .redirect(reqwest::redirect::Policy::none())
             // check_endpoint, in every client's builder, already limits plain http to loopback.
             .https_only(false);
         if let Some(agent) = &self.user_agent {

@@ -4,13 +4,13 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use cba_http::{Clock, RetryPolicy, SystemClock, Verdict};
+use cba_http::{Clock, HttpConfig, RetryPolicy, SystemClock, Verdict};
 
 use crate::assertion::{AssertionOptions, ClientAssertion, ClientCertificate};
 use crate::cache::{CacheKey, TokenCache};
 use crate::cloud::{Authority, Cloud, Endpoints, Resource};
 use crate::error::{Error, Result};
-use crate::http::{HttpOptions, default_http_client};
+use crate::http::{default_user_agent, http_error};
 use crate::response::{excerpt, parse_error, parse_token};
 use crate::retry::default_policy;
 use crate::token::AccessToken;
@@ -46,6 +46,7 @@ pub struct TokenClientBuilder {
     graph_root: Option<String>,
     exchange_root: Option<String>,
     http: Option<reqwest::Client>,
+    http_config: Option<HttpConfig>,
     retry: Option<RetryPolicy>,
     cache: Option<TokenCache>,
     clock: Option<Arc<dyn Clock>>,
@@ -77,9 +78,18 @@ impl TokenClientBuilder {
         self
     }
 
-    /// The HTTP client (default: [`default_http_client`] with default options).
+    /// The HTTP client, as it is (it wins over [`http_config`](Self::http_config)).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
+        self
+    }
+
+    /// How to connect: roots, `User-Agent`, timeouts; the configuration the Graph and Exchange clients take
+    /// too. Default: [`HttpConfig::new`] with `User-Agent: cba-token/<version>`. The platform trust store is
+    /// not loaded for a plain-http (loopback) authority, and a [`HttpConfig::request_timeout`] caps the retry
+    /// policy's per-request timeout.
+    pub fn http_config(mut self, config: &HttpConfig) -> Self {
+        self.http_config = Some(config.clone());
         self
     }
 
@@ -119,15 +129,24 @@ impl TokenClientBuilder {
         if let Some(e) = self.exchange_root {
             endpoints.exchange_root = e;
         }
+        let mut retry = self.retry.unwrap_or_else(default_policy);
         let http = match self.http {
             Some(h) => h,
-            None => default_http_client(&HttpOptions::default())?,
+            None => {
+                let config = self.http_config.unwrap_or_else(|| HttpConfig::new().user_agent(default_user_agent()));
+                if let Some(limit) = config.request_timeout_limit() {
+                    retry.request_timeout = retry.request_timeout.min(limit);
+                }
+                let authority = url::Url::parse(endpoints.authority.as_str())
+                    .map_err(|e| Error::Invalid { what: "authority", reason: e.to_string() })?;
+                config.build_for(&authority).map_err(http_error)?
+            }
         };
         Ok(TokenClient {
             inner: Arc::new(Inner {
                 endpoints,
                 http,
-                retry: self.retry.unwrap_or_else(default_policy),
+                retry,
                 cache: self.cache,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 assertion: self.assertion,
@@ -284,23 +303,36 @@ impl TokenClient {
         mut progress: impl FnMut(&ReadyProgress<'_>),
     ) -> Result<AccessToken> {
         let scope = self.scope_for(resource);
-        let start = self.now();
-        let mut wait = options.initial_backoff;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.get_token_for_scope(cert, &scope).await {
-                Err(e) if e.is_replication_pending() => {
-                    let elapsed = since(start, self.now());
-                    if elapsed + wait > options.timeout {
-                        return Err(Error::GaveUp { attempts: attempt, elapsed, last: Box::new(e) });
-                    }
-                    progress(&ReadyProgress { attempt, elapsed, next_try_in: wait, error: &e });
-                    self.inner.clock.sleep(wait).await;
-                    wait = (wait * 2).min(options.max_backoff);
+        // The one retry loop, with these waits: 2 s doubling to 30 s by default, no attempt limit, no jitter.
+        let policy = RetryPolicy {
+            max_attempts: u32::MAX,
+            initial_backoff: options.initial_backoff,
+            max_backoff: options.max_backoff,
+            deadline: options.timeout,
+            jitter: false,
+            request_timeout: self.inner.retry.request_timeout,
+        };
+        let (outcome, stats) = cba_http::with_retry_attempts(
+            self.inner.clock.as_ref(),
+            &policy,
+            |_| self.get_token_for_scope(cert, &scope),
+            |outcome| match outcome {
+                Err(e) if e.is_replication_pending() => Verdict::Retry { after: None, reason: e.to_string() },
+                _ => Verdict::Done,
+            },
+            |event, outcome| {
+                if let Err(error) = outcome {
+                    let (attempt, elapsed, next_try_in) = (event.attempt, event.elapsed, event.wait);
+                    progress(&ReadyProgress { attempt, elapsed, next_try_in, error });
                 }
-                other => return other,
+            },
+        )
+        .await;
+        match outcome {
+            Err(e) if stats.gave_up => {
+                Err(Error::GaveUp { attempts: stats.attempts, elapsed: stats.elapsed, last: Box::new(e) })
             }
+            other => other,
         }
     }
 
@@ -311,25 +343,22 @@ impl TokenClient {
         url: &str,
         mut form: impl FnMut() -> Result<Vec<(&'static str, String)>>,
     ) -> Result<Answer> {
-        let policy = &self.inner.retry;
-        let start = self.now();
-        let (outcome, stats) = cba_http::with_retry_on(
+        let (outcome, stats) = cba_http::with_retry_attempts(
             self.inner.clock.as_ref(),
-            policy,
+            &self.inner.retry,
             |attempt| {
                 let fields = form();
-                let timeout = policy.request_timeout_after(since(start, self.now()));
                 async move {
                     // A form that cannot be built (signing failed) is final.
                     let fields = fields.map_err(|error| Failure { error, retry_after: None, retryable: false })?;
-                    self.post_once(url, fields, timeout, attempt).await
+                    self.post_once(url, fields, attempt.timeout, attempt.number).await
                 }
             },
             |outcome| match outcome {
                 Err(f) if f.retryable => Verdict::Retry { after: f.retry_after, reason: f.error.to_string() },
                 _ => Verdict::Done,
             },
-            |_| {},
+            |_, _| {},
         )
         .await;
         match outcome {
@@ -356,6 +385,11 @@ impl TokenClient {
         let response = match result {
             Err(e) => {
                 tracing::debug!(method = "POST", url, attempt, elapsed_ms = ms(sent), error = %e, "request failed");
+                if let Some(failure) = cba_http::tls_failure(&e) {
+                    // The same certificate will be refused again: fail now, saying what was refused.
+                    let error = Error::Tls { url: url.to_owned(), failure };
+                    return Err(Failure { error, retry_after: None, retryable: false });
+                }
                 let error = Error::Http { url: url.to_owned(), source: without_url(e) };
                 return Err(Failure { error, retry_after: None, retryable: true });
             }
@@ -406,10 +440,6 @@ impl fmt::Debug for TokenClient {
             .field("assertion", &self.inner.assertion)
             .finish_non_exhaustive()
     }
-}
-
-fn since(start: OffsetDateTime, now: OffsetDateTime) -> Duration {
-    (now - start).try_into().unwrap_or(Duration::ZERO)
 }
 
 fn ms(since: Instant) -> u64 {

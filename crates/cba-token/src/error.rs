@@ -40,6 +40,15 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// The server's TLS certificate was refused (not retried: it fails the same way every time). Typically a
+    /// TLS-inspecting proxy whose root CA is not trusted here; see [`cba_http::HttpConfig::add_root_certificates`].
+    #[error("the TLS certificate of {url} was refused: {failure}")]
+    Tls {
+        /// The URL requested.
+        url: String,
+        /// What was refused.
+        failure: cba_http::TlsFailure,
+    },
     /// An HTTP answer that is neither a token nor an OAuth error (an HTML error page, a proxy's reply, bad JSON).
     #[error("unexpected answer from {url} (HTTP {status}): {detail}")]
     UnexpectedResponse {
@@ -122,7 +131,7 @@ impl Error {
         match self {
             Error::Token { status, .. } if *status >= 500 || *status == 429 => ErrorKind::Remote,
             Error::Token { .. } | Error::DeviceCodeExpired { .. } => ErrorKind::Auth,
-            Error::Http { .. } | Error::UnexpectedResponse { .. } => ErrorKind::Remote,
+            Error::Http { .. } | Error::Tls { .. } | Error::UnexpectedResponse { .. } => ErrorKind::Remote,
             Error::GaveUp { last, .. } => match last.kind() {
                 ErrorKind::Auth => ErrorKind::Auth,
                 _ => ErrorKind::Remote,
@@ -157,6 +166,15 @@ impl Error {
     /// AADSTS700016 / 700027: what Entra says while a new app or certificate replicates.
     pub fn is_replication_pending(&self) -> bool {
         self.aadsts().iter().any(|c| matches!(c, 700016 | 700027))
+    }
+
+    /// The refused server certificate, if that is why this failed.
+    pub fn tls_failure(&self) -> Option<&cba_http::TlsFailure> {
+        match self {
+            Error::Tls { failure, .. } => Some(failure),
+            Error::GaveUp { last, .. } => last.tls_failure(),
+            _ => None,
+        }
     }
 
     pub(crate) fn token(

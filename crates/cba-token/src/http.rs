@@ -1,8 +1,12 @@
 use std::time::Duration;
 
+use cba_http::HttpConfig;
+
 use crate::error::{Error, Result};
 
-/// Settings for [`default_http_client`].
+/// Settings for [`default_http_client`]. Kept for existing callers: new code gives a [`cba_http::HttpConfig`]
+/// to [`TokenClientBuilder::http_config`](crate::TokenClientBuilder::http_config), the one configuration the
+/// Graph and Exchange clients take too.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct HttpOptions {
@@ -35,39 +39,33 @@ impl HttpOptions {
         self.user_agent = Some(agent.into());
         self
     }
+
+    /// The same settings as a [`HttpConfig`].
+    pub fn to_http_config(&self) -> Result<HttpConfig> {
+        let mut config = HttpConfig::new()
+            .user_agent(self.user_agent.clone().unwrap_or_else(default_user_agent))
+            .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(10)))
+            .platform_roots(!self.loopback_http_only);
+        for (i, pem) in self.extra_root_certs_pem.iter().enumerate() {
+            config = config.add_root_certificates(format!("PEM bundle #{}", i + 1), pem).map_err(http_error)?;
+        }
+        Ok(config)
+    }
 }
 
-/// A `reqwest` client for the login service: rustls with the platform's roots plus `options`' extra roots;
-/// proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` with `NO_PROXY` exclusions (reqwest reads those itself;
-/// add `127.0.0.1,localhost` to `NO_PROXY` when talking to `cba sim` behind a proxy).
+/// A `reqwest` client for the login service: [`HttpOptions::to_http_config`], built. See [`HttpConfig`] for
+/// trust and proxies.
 pub fn default_http_client(options: &HttpOptions) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .user_agent(options.user_agent.clone().unwrap_or_else(|| format!("cba-token/{}", env!("CARGO_PKG_VERSION"))))
-        .connect_timeout(options.connect_timeout.unwrap_or(Duration::from_secs(10)))
-        .https_only(false); // the authority check (`Authority::new`) already limits plain http to loopback
-    if options.loopback_http_only {
-        builder = builder.tls_certs_only(Vec::<reqwest::Certificate>::new());
+    options.to_http_config()?.build().map_err(http_error)
+}
+
+pub(crate) fn default_user_agent() -> String {
+    format!("cba-token/{}", env!("CARGO_PKG_VERSION"))
+}
+
+pub(crate) fn http_error(e: cba_http::Error) -> Error {
+    match e {
+        cba_http::Error::RootCertificates { .. } => Error::Invalid { what: "root certificates", reason: e.to_string() },
+        _ => Error::Invalid { what: "HTTP client settings", reason: e.to_string() },
     }
-    for (i, pem) in options.extra_root_certs_pem.iter().enumerate() {
-        let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| Error::Invalid { what: "root certificates", reason: format!("PEM bundle #{}: {e}", i + 1) })?;
-        if certs.is_empty() {
-            return Err(Error::Invalid {
-                what: "root certificates",
-                reason: format!("PEM bundle #{} holds no CERTIFICATE block", i + 1),
-            });
-        }
-        builder = builder.tls_certs_merge(certs);
-    }
-    builder.build().map_err(|e| {
-        // reqwest says only "builder error"; the cause (a certificate rustls refused, ...) is in the chain.
-        let mut reason = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            reason = format!("{reason}: {s}");
-            source = s.source();
-        }
-        let what = if options.extra_root_certs_pem.is_empty() { "HTTP client settings" } else { "root certificates" };
-        Error::Invalid { what, reason }
-    })
 }

@@ -16,7 +16,7 @@ mod token;
 
 pub use assertion::{AssertionAlg, AssertionOptions, ClientAssertion, ClientCertificate, MAX_ASSERTION_LIFETIME};
 pub use cache::{CACHE_FILE_NAME, CacheKey, CertFileStamp, REFRESH_MARGIN, TokenCache, default_cache_dir};
-pub use cba_http::{Clock, ManualClock, RetryPolicy, Sleep, SystemClock};
+pub use cba_http::{Clock, HttpConfig, ManualClock, RetryPolicy, Sleep, SystemClock, TlsFailure, TlsFailureKind};
 pub use client::{ReadyProgress, TokenClient, TokenClientBuilder, WaitOptions};
 pub use cloud::{Authority, Cloud, Endpoints, Resource};
 pub use error::{Error, ErrorKind, HINT_CODES, Result, hint_for, hint_for_error};

@@ -10,4 +10,5 @@ mod jwt;
 mod secrets;
 mod sim;
 mod support;
+mod tls;
 mod token_endpoint;
