@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use cba_http::{BoxError, RetryEvent, RetryPolicy, TokenSource, Verdict};
+use cba_http::{Attempt, BoxError, Clock, HttpConfig, RetryEvent, RetryPolicy, SystemClock, TokenSource, Verdict};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -74,6 +74,8 @@ pub struct GraphClientBuilder {
     token_source: Option<Arc<dyn TokenSource>>,
     retry_policy: RetryPolicy,
     http_client: Option<reqwest::Client>,
+    http_config: Option<HttpConfig>,
+    clock: Arc<dyn Clock>,
     on_retry: Option<RetryObserver>,
 }
 
@@ -83,6 +85,8 @@ impl fmt::Debug for GraphClientBuilder {
             .field("base_url", &self.base_url)
             .field("token_source", &self.token_source)
             .field("retry_policy", &self.retry_policy)
+            .field("http_config", &self.http_config)
+            .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
 }
@@ -107,9 +111,24 @@ impl GraphClientBuilder {
         self
     }
 
-    /// The HTTP client (default: 10 s connect timeout, 60 s per request).
+    /// The HTTP client, as it is (it wins over [`http_config`](Self::http_config)).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);
+        self
+    }
+
+    /// How to connect: roots, `User-Agent`, timeouts; the configuration the token and Exchange clients take
+    /// too. Default: [`HttpConfig::new`] with 60 s per request. The platform trust store is not loaded for a
+    /// plain-http (loopback) base URL, and a [`HttpConfig::request_timeout`] caps the retry policy's
+    /// per-request timeout.
+    pub fn http_config(mut self, config: &HttpConfig) -> Self {
+        self.http_config = Some(config.clone());
+        self
+    }
+
+    /// Where retry waits and deadlines take their time from (default [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -139,20 +158,29 @@ impl GraphClientBuilder {
             value: String::new(),
             reason: "no token source: call GraphClientBuilder::token_source".into(),
         })?;
+        let mut policy = self.retry_policy;
         let http = match self.http_client {
             Some(c) => c,
-            None => reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .timeout(Duration::from_secs(60))
-                .build()
-                .map_err(|e| Error::Invalid { what: "HTTP client", value: String::new(), reason: e.to_string() })?,
+            None => {
+                let config =
+                    self.http_config.unwrap_or_else(|| HttpConfig::new().request_timeout(Duration::from_secs(60)));
+                if let Some(limit) = config.request_timeout_limit() {
+                    policy.request_timeout = policy.request_timeout.min(limit);
+                }
+                config.build_for(&checked).map_err(|e| Error::Invalid {
+                    what: "HTTP client",
+                    value: String::new(),
+                    reason: e.to_string(),
+                })?
+            }
         };
         Ok(GraphClient {
             inner: Arc::new(Inner {
                 base,
                 http,
                 token,
-                policy: self.retry_policy,
+                clock: self.clock,
+                policy,
                 on_retry: self.on_retry,
                 requests: AtomicU32::new(0),
             }),
@@ -164,6 +192,7 @@ struct Inner {
     base: String,
     http: reqwest::Client,
     token: Arc<dyn TokenSource>,
+    clock: Arc<dyn Clock>,
     policy: RetryPolicy,
     on_retry: Option<RetryObserver>,
     requests: AtomicU32,
@@ -253,6 +282,8 @@ impl GraphClient {
             token_source: None,
             retry_policy: RetryPolicy::default(),
             http_client: None,
+            http_config: None,
+            clock: Arc::new(SystemClock),
             on_retry: None,
         }
     }
@@ -274,16 +305,12 @@ impl GraphClient {
 
     /// Send `request` under the retry policy.
     pub(crate) async fn send(&self, request: &Request<'_>) -> Result<Response, Error> {
-        let started = Instant::now();
-        let attempts = AtomicU32::new(0);
-        let outcome = cba_http::with_retry(
+        let (outcome, stats) = cba_http::with_retry_attempts(
+            self.inner.clock.as_ref(),
             &self.inner.policy,
-            |attempt| {
-                attempts.store(attempt, Ordering::Relaxed);
-                self.attempt(request)
-            },
+            |attempt| self.attempt(request, attempt),
             |outcome| classify(request, outcome),
-            |event: &RetryEvent| self.notify(request, event),
+            |event: &RetryEvent, _| self.notify(request, event),
         )
         .await;
         match outcome {
@@ -291,8 +318,8 @@ impl GraphClient {
                 Err(Error::RetriesExhausted {
                     method: request.method.to_string(),
                     path: request.path.clone(),
-                    attempts: attempts.load(Ordering::Relaxed),
-                    elapsed: started.elapsed(),
+                    attempts: stats.attempts,
+                    elapsed: stats.elapsed,
                     last: Box::new(last),
                 })
             }
@@ -353,7 +380,7 @@ impl GraphClient {
     }
 
     /// One attempt: token, send, read. A 401 invalidates the token source and resends once.
-    async fn attempt(&self, request: &Request<'_>) -> Result<Response, Error> {
+    async fn attempt(&self, request: &Request<'_>, attempt: Attempt) -> Result<Response, Error> {
         let mut reauthenticated = false;
         loop {
             let token = self.inner.token.token().await.map_err(|source| Error::Token { source })?;
@@ -366,7 +393,8 @@ impl GraphClient {
                 .bearer_auth(&token)
                 .header("client-request-id", &client_request_id)
                 .header("return-client-request-id", "true")
-                .header(reqwest::header::ACCEPT, "application/json");
+                .header(reqwest::header::ACCEPT, "application/json")
+                .timeout(attempt.timeout);
             if let Some(prefer) = request.prefer {
                 builder = builder.header("Prefer", prefer);
             }
@@ -389,6 +417,10 @@ impl GraphClient {
                 Ok(r) => r,
                 Err(source) => {
                     tracing::debug!(method, path, elapsed_ms = started.elapsed().as_millis() as u64, %client_request_id, error = %source, "graph request failed");
+                    if let Some(failure) = cba_http::tls_failure(&source) {
+                        // Refused the same way on every try: not retried (classify says Done).
+                        return Err(Error::Tls { method: method.into(), path: path.into(), failure });
+                    }
                     return Err(Error::Transport { method: method.into(), path: path.into(), source });
                 }
             };

@@ -53,6 +53,17 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// The server's TLS certificate was refused (not retried: it fails the same way every time). Typically a
+    /// TLS-inspecting proxy whose root CA is not trusted; see [`cba_http::HttpConfig::add_root_certificates`].
+    #[error("Graph {method} {path}: the server's TLS certificate was refused: {failure}")]
+    Tls {
+        /// HTTP method.
+        method: String,
+        /// Path below `/v1.0`.
+        path: String,
+        /// What was refused.
+        failure: cba_http::TlsFailure,
+    },
     /// The token source could not give a bearer token for Graph.
     #[error("no Microsoft Graph access token")]
     Token {
@@ -168,6 +179,14 @@ impl Error {
     pub fn api(&self) -> Option<(u16, &str, &str)> {
         match self.root() {
             Error::Api { status, code, message, .. } => Some((*status, code, message)),
+            _ => None,
+        }
+    }
+
+    /// The refused server certificate, if that is why the (innermost) failure happened.
+    pub fn tls_failure(&self) -> Option<&cba_http::TlsFailure> {
+        match self.root() {
+            Error::Tls { failure, .. } => Some(failure),
             _ => None,
         }
     }

@@ -4,4 +4,5 @@
 
 mod sim;
 mod support;
+mod tls;
 mod wire;
