@@ -1,5 +1,7 @@
 //! Output conventions: data on stdout (text for people or JSON for scripts), everything else on stderr.
 
+pub mod exo;
+
 use std::io::{self, IsTerminal as _, Write as _};
 
 use serde::Serialize;

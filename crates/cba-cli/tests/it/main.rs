@@ -4,6 +4,7 @@ mod cert;
 mod e2e_demo;
 mod e2e_device_code;
 mod e2e_exo;
+mod e2e_exo_failures;
 mod e2e_rotate;
 mod e2e_setup;
 mod e2e_sim;
