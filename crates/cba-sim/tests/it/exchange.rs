@@ -246,3 +246,57 @@ async fn bad_requests() {
         client().post(format!("{}/adminapi/beta/{}/Other", sim.exchange_url(), sim.tenant_id())).send().await.unwrap();
     assert_eq!(response.status(), 404);
 }
+
+#[tokio::test]
+async fn set_mailbox_changes_what_get_mailbox_returns_and_rejects_what_the_service_rejects() {
+    let sim = SimTenant::builder().mailboxes(3).start().await;
+    let token = ready(&sim).await;
+    let url = invoke_url(&sim, sim.tenant_id());
+    let get = |identity: &str| cmdlet("Get-Mailbox", json!({"Identity": identity}));
+    let (_, before) = invoke(&url, &token, &get("user00002"), None).await;
+    assert!(before["value"][0].get("CustomAttribute3").is_none(), "{before}");
+
+    let set = cmdlet(
+        "Set-Mailbox",
+        json!({"identity": "user00002@contoso.onmicrosoft.com", "customattribute3": "x", "HiddenFromAddressListsEnabled": true}),
+    );
+    let response = client().post(&url).bearer_auth(&token).json(&set).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    let (_, after) = invoke(&url, &token, &get("user00002"), None).await;
+    assert_eq!(after["value"][0]["CustomAttribute3"], "x", "{after}");
+    assert_eq!(after["value"][0]["HiddenFromAddressListsEnabled"], true);
+    let (_, listing) = invoke(&url, &token, &cmdlet("Get-Mailbox", json!({})), None).await;
+    assert_eq!(listing["value"][2]["CustomAttribute3"], "x", "listings show it too");
+    assert!(listing["value"][1].get("CustomAttribute3").is_none(), "only that mailbox");
+
+    for (parameters, status, text) in [
+        (json!({"CustomAttribute1": "x"}), 400, "missing mandatory parameters: Identity"),
+        (json!({"Identity": "nobody", "CustomAttribute1": "x"}), 404, "'nobody' couldn't be found"),
+        (json!({"Identity": "admin", "CustomAttribute16": "x"}), 400, "'CustomAttribute16'"),
+        (json!({"Identity": "admin", "HiddenFromAddressListsEnabled": "yes"}), 400, "HiddenFromAddressListsEnabled"),
+        (json!({"Identity": "admin", "CustomAttribute1": 5}), 400, "CustomAttribute1"),
+    ] {
+        let (got, error) = invoke(&url, &token, &cmdlet("Set-Mailbox", parameters.clone()), None).await;
+        assert_eq!(got, status, "{parameters}: {error}");
+        assert!(error.to_string().contains(text), "{parameters}: {error}");
+    }
+    let (_, admin) = invoke(&url, &token, &get("admin"), None).await;
+    assert!(admin["value"][0].get("CustomAttribute1").is_none(), "a refused write changes nothing: {admin}");
+}
+
+#[tokio::test]
+async fn fail_after_execute_does_the_write_then_answers_500() {
+    let sim = SimTenant::builder().mailboxes(2).exchange_fail_after_execute(1).start().await;
+    let token = ready(&sim).await;
+    let url = invoke_url(&sim, sim.tenant_id());
+    let set = |v: &str| cmdlet("Set-Mailbox", json!({"Identity": "admin", "CustomAttribute1": v}));
+    let (status, error) = invoke(&url, &token, &cmdlet("Get-Mailbox", json!({})), None).await;
+    assert_eq!(status, 200, "reads are not affected: {error}");
+    let response = client().post(&url).bearer_auth(&token).json(&set("one")).send().await.unwrap();
+    assert_eq!(response.status(), 500);
+    assert!(response.headers().get("retry-after").is_none());
+    let (_, admin) = invoke(&url, &token, &cmdlet("Get-Mailbox", json!({"Identity": "admin"})), None).await;
+    assert_eq!(admin["value"][0]["CustomAttribute1"], "one", "carried out: {admin}");
+    let response = client().post(&url).bearer_auth(&token).json(&set("two")).send().await.unwrap();
+    assert_eq!(response.status(), 204, "only the first write fails");
+}
