@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use cba_http::{RetryPolicy, TokenSource, Verdict};
+use cba_http::{HttpConfig, RetryPolicy, TokenSource, Verdict};
 use futures::{Stream, TryStreamExt as _};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -88,6 +88,7 @@ pub struct ExoClientBuilder {
     retry: Option<RetryPolicy>,
     page_size: Option<u32>,
     http: Option<reqwest::Client>,
+    http_config: Option<HttpConfig>,
     anchor_mailbox: Option<String>,
     events: Option<EventHandler>,
     prefetch: bool,
@@ -101,6 +102,7 @@ impl fmt::Debug for ExoClientBuilder {
             .field("tokens", &self.tokens)
             .field("retry", &self.retry)
             .field("page_size", &self.page_size)
+            .field("http_config", &self.http_config)
             .field("anchor_mailbox", &self.anchor_mailbox)
             .field("prefetch", &self.prefetch)
             .finish_non_exhaustive()
@@ -141,9 +143,18 @@ impl ExoClientBuilder {
         self
     }
 
-    /// The HTTP client (proxies, extra roots, timeouts). Default: rustls, 10 s connect, 5 min per request.
+    /// The HTTP client, as it is (it wins over [`http_config`](Self::http_config)).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
+        self
+    }
+
+    /// How to connect: roots, `User-Agent`, timeouts; the configuration the token and Graph clients take too.
+    /// Default: [`HttpConfig::new`] with `User-Agent: cba-exo/<version>` and 5 minutes per request. The
+    /// platform trust store is not loaded for a plain-http (loopback) root, and a
+    /// [`HttpConfig::request_timeout`] caps the retry policy's per-request timeout.
+    pub fn http_config(mut self, config: &HttpConfig) -> Self {
+        self.http_config = Some(config.clone());
         self
     }
 
@@ -193,22 +204,21 @@ impl ExoClientBuilder {
         let anchor_mailbox = self.anchor_mailbox.unwrap_or_else(|| format!("APP:{APP_ANCHOR_MAILBOX}@{tenant}"));
         let anchor = HeaderValue::from_str(&anchor_mailbox)
             .map_err(|_| config("the anchor mailbox is not a valid header value"))?;
+        let mut retry = self.retry.unwrap_or_default();
         let http = match self.http {
             Some(c) => c,
             None => {
-                let builder = reqwest::Client::builder()
-                    .user_agent(concat!("cba-exo/", env!("CARGO_PKG_VERSION")))
-                    .connect_timeout(Duration::from_secs(10))
-                    .timeout(Duration::from_secs(300));
-                // A plain-http root is loopback (`check_endpoint`), and next links must keep its origin: no TLS
-                // will happen, so don't read and parse the platform's trust store (a few ms per run, as in
-                // cba-token's `HttpOptions::loopback_http_only`).
-                let builder = if root.scheme() == "http" {
-                    builder.tls_certs_only(Vec::<reqwest::Certificate>::new())
-                } else {
-                    builder
-                };
-                builder.build().map_err(|e| config(&format!("cannot build the HTTP client: {e}")))?
+                let http_config = self.http_config.unwrap_or_else(|| {
+                    HttpConfig::new()
+                        .user_agent(concat!("cba-exo/", env!("CARGO_PKG_VERSION")))
+                        .request_timeout(Duration::from_secs(300))
+                });
+                if let Some(limit) = http_config.request_timeout_limit() {
+                    retry.request_timeout = retry.request_timeout.min(limit);
+                }
+                // Next links must keep the root's origin, so a plain-http (loopback) root means no TLS at all:
+                // build_for skips loading the platform's trust store.
+                http_config.build_for(&root).map_err(|e| config(&e.to_string()))?
             }
         };
         Ok(ExoClient {
@@ -218,7 +228,7 @@ impl ExoClientBuilder {
                 tenant,
                 anchor,
                 tokens,
-                retry: self.retry.unwrap_or_default(),
+                retry,
                 page_size,
                 events: self.events,
                 prefetch: self.prefetch,
