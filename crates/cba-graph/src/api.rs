@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::client::{Request, filter_eq, guid, segment};
+use crate::client::{Request, filter_eq, guid, odata_string, segment};
 use crate::model::{
     AppRoleAssignment, Application, Created, Deleted, KeyCredential, NewAppRoleAssignment, NewApplication,
     RoleAssignment, ServicePrincipal,
@@ -17,6 +17,18 @@ fn optional<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Check an application alternate key before it goes into a path: `(uniqueName='…')`, quotes doubled.
+fn unique_name_key(value: &str) -> Result<String, Error> {
+    let invalid = |reason: &str| Error::Invalid { what: "uniqueName", value: value.to_string(), reason: reason.into() };
+    if value.is_empty() || value.chars().count() > 256 {
+        return Err(invalid("1 to 256 characters"));
+    }
+    if value.contains(['/', '?', '#', '%', '\\']) || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("no spaces, control characters or / ? # % \\"));
+    }
+    Ok(format!("/applications(uniqueName={})", odata_string(value)))
 }
 
 /// A 404 on DELETE means an earlier run (or the app's cascade) removed it.
@@ -65,6 +77,47 @@ impl GraphClient {
         let mut request = Request::new(Method::POST, "/applications").json(body);
         request.idempotent = false;
         self.send_json(&request).await
+    }
+
+    /// `PATCH /applications(uniqueName='...')` with `Prefer: create-if-missing` (application-upsert.md): 201 +
+    /// the new app ([`Created::Created`]) when no app holds `unique_name`, else 204 after updating the one that
+    /// does ([`Created::AlreadyExisted`]; read it with
+    /// [`application_by_unique_name`](Self::application_by_unique_name)). On 204 the body was applied as an
+    /// update: its `keyCredentials` REPLACE the app's, its `requiredResourceAccess` likewise.
+    ///
+    /// Idempotent, unlike [`create_application`](Self::create_application), so a 5xx or timeout is retried: choose
+    /// and record the key before the call, and a rerun after a crash finds the app instead of making a second.
+    /// Replication does not concern the upsert itself (Graph finds an app it has just made); reads by the key do.
+    pub async fn upsert_application(
+        &self,
+        unique_name: &str,
+        app: &NewApplication,
+    ) -> Result<Created<Application>, Error> {
+        let path = unique_name_key(unique_name)?;
+        let body = serde_json::to_value(app).map_err(|source| Error::Decode {
+            method: "PATCH".into(),
+            path: path.clone(),
+            source,
+        })?;
+        let mut request = Request::new(Method::PATCH, path).json(body);
+        request.prefer = Some("create-if-missing");
+        let response = self.send(&request).await?;
+        if response.status == StatusCode::CREATED {
+            Ok(Created::Created(self.decode(&request, &response.body)?))
+        } else {
+            Ok(Created::AlreadyExisted)
+        }
+    }
+
+    /// `GET /applications(uniqueName='...')`, `None` on 404. Right after an upsert made the app, pass
+    /// [`Replication::Expected`]: the read answers 404 until the app has replicated.
+    pub async fn application_by_unique_name(
+        &self,
+        unique_name: &str,
+        replication: Replication,
+    ) -> Result<Option<Application>, Error> {
+        let path = unique_name_key(unique_name)?;
+        optional(self.send_json(&Request::get(path).replication(replication)).await)
     }
 
     /// `GET /applications/{id}`.

@@ -119,6 +119,9 @@ pub struct Application {
     /// When it was created.
     #[serde(default)]
     pub created_date_time: Option<String>,
+    /// The client-chosen alternate key (`/applications(uniqueName='…')`), when one was set. Immutable once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_name: Option<String>,
 }
 
 impl Application {

@@ -5,4 +5,5 @@
 mod sim;
 mod support;
 mod tls;
+mod upsert;
 mod wire;
