@@ -799,7 +799,7 @@ impl Inner {
             let outcome = match outcome {
                 Err(Error::Transport { source, .. }) if write && !source.is_connect() => {
                     let reason = if source.is_timeout() {
-                        "no answer before the timeout"
+                        "no answer came before the timeout"
                     } else {
                         "the connection failed before the whole answer was read"
                     };
@@ -813,10 +813,11 @@ impl Inner {
             }
             let error = ErrorBody::parse(&outcome.body);
             if write && cba_http::is_transient_status(status) && !refused_unrun(status, &outcome.headers) {
+                let answered = format!("Exchange answered HTTP {}", status.as_u16());
                 let reason = match &error {
-                    Some(e) => format!("HTTP {} {}: {}", status.as_u16(), e.code, e.summary()),
-                    None if outcome.body.iter().all(u8::is_ascii_whitespace) => format!("HTTP {}", status.as_u16()),
-                    None => format!("HTTP {}: {}", status.as_u16(), snippet(&outcome.body)),
+                    Some(e) => format!("{answered} {} ({:?})", e.code, e.summary()),
+                    None if outcome.body.iter().all(u8::is_ascii_whitespace) => answered,
+                    None => format!("{answered} ({})", snippet(&outcome.body)),
                 };
                 return Err(outcome_unknown(cmdlet, reason, Some(status.as_u16()), outcome.client_request_id, None));
             }

@@ -135,15 +135,16 @@ pub enum Error {
     /// `Add-*` adds twice). Look with the matching Get- cmdlet
     /// ([`matching_get_cmdlet`](crate::matching_get_cmdlet)) before running it again.
     #[error(
-        "the outcome of {cmdlet} is unknown: {reason} after the request was sent, so it may or may not have run; \
-         it was not sent again (a change could be made twice). Check with {} before running it again{}",
+        "the outcome of {cmdlet} is unknown: after the request was sent, {reason}; it may or may not have run, and \
+         was not sent again (a change could be made twice). Check with {} before running it again{}",
         check_with.as_deref().unwrap_or("the matching Get- cmdlet"),
         if client_request_id.is_empty() { String::new() } else { format!(" (client-request-id {client_request_id})") }
     )]
     OutcomeUnknown {
         /// The cmdlet.
         cmdlet: String,
-        /// What happened (`HTTP 500 InternalServerError: …`, `the connection failed while waiting for the answer`).
+        /// What happened after the request was sent (`Exchange answered HTTP 500 InternalServerError ("…")`, `no
+        /// answer came before the timeout`).
         reason: String,
         /// The HTTP status, when an answer came.
         status: Option<u16>,

@@ -72,7 +72,7 @@ async fn an_unknown_outcome_keeps_what_the_service_said() {
     match &err {
         Error::OutcomeUnknown { cmdlet, reason, status: Some(500), check_with, .. } => {
             assert_eq!(cmdlet, "Set-Mailbox");
-            assert_eq!(reason, "HTTP 500 InternalServerError: The store is busy.");
+            assert_eq!(reason, r#"Exchange answered HTTP 500 InternalServerError ("The store is busy.")"#);
             assert_eq!(check_with.as_deref(), Some("Get-Mailbox"));
         }
         other => panic!("{other:?}"),
@@ -104,7 +104,7 @@ async fn a_timeout_is_retried_for_a_read_and_unknown_for_a_write() {
     match &err {
         Error::OutcomeUnknown { status: None, source: Some(source), reason, .. } => {
             assert!(source.is_timeout(), "{source:?}");
-            assert_eq!(reason, "no answer before the timeout");
+            assert_eq!(reason, "no answer came before the timeout");
         }
         other => panic!("{other:?}"),
     }
