@@ -7,8 +7,14 @@ use std::fmt;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The PFX password is wrong (the integrity MAC did not verify), or a password is needed.
-    #[error("wrong password for the PKCS#12 file (its integrity check failed){}", if *.given { "" } else { "; it may be password-protected: give a password" })]
+    /// The PKCS#12 integrity check (MAC) failed and the contents did not decrypt either: the password is wrong
+    /// (or, without one, needed), or the file is damaged. PKCS#12 cannot tell these apart; when the password does
+    /// decrypt the contents despite the failed MAC, [`Error::Corrupt`] is returned instead.
+    #[error("{}", if *.given {
+        "wrong password, or the PKCS#12 file is damaged (its integrity check failed)"
+    } else {
+        "the PKCS#12 file is password-protected (or damaged): its integrity check failed without a password; give its password"
+    })]
     WrongPassword {
         /// Whether a password was supplied at all.
         given: bool,
@@ -44,6 +50,22 @@ pub enum Error {
         /// The algorithm found.
         algorithm: String,
     },
+    /// An RSA key smaller than Entra accepts (aws-lc-rs also refuses to sign with one).
+    #[error("the RSA key is too small ({bits}-bit): Entra needs {} bits or more", crate::MIN_RSA_BITS)]
+    KeyTooSmall {
+        /// The key's size.
+        bits: u32,
+    },
+    /// A validity longer than [`MAX_VALIDITY_DAYS`](crate::MAX_VALIDITY_DAYS).
+    #[error(
+        "a validity of {} is too long: certificates are made valid for at most 10 years ({} days); rotate them instead",
+        validity_words(*.requested),
+        crate::MAX_VALIDITY_DAYS
+    )]
+    ValidityTooLong {
+        /// What was asked for.
+        requested: crate::Validity,
+    },
     /// A request that makes no sense (bad subject, too long a validity, ...).
     #[error("{0}")]
     InvalidRequest(String),
@@ -74,6 +96,13 @@ impl fmt::Display for Format {
             Format::Pem => "PEM",
             Format::PrivateKey => "private key",
         })
+    }
+}
+
+fn validity_words(v: crate::Validity) -> String {
+    match v {
+        crate::Validity::Days(d) => format!("{d} days"),
+        crate::Validity::Years(y) => format!("{y} years"),
     }
 }
 

@@ -155,16 +155,7 @@ impl NewCertificate {
     }
 
     fn not_after(&self, not_before_unskewed: OffsetDateTime) -> Result<OffsetDateTime, Error> {
-        let too_long = || {
-            Error::InvalidRequest(format!(
-                "a validity of {} is too long: cba makes certificates valid for at most 10 years ({MAX_VALIDITY_DAYS} days); \
-                 rotate with `cba cert rotate` instead",
-                match self.validity {
-                    Validity::Days(d) => format!("{d} days"),
-                    Validity::Years(y) => format!("{y} years"),
-                }
-            ))
-        };
+        let too_long = || Error::ValidityTooLong { requested: self.validity };
         let end = match self.validity {
             Validity::Days(0) | Validity::Years(0) => {
                 return Err(Error::InvalidRequest("the validity must be at least 1 day".into()));

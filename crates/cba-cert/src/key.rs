@@ -21,13 +21,13 @@ impl PrivateKey {
     /// Read a PKCS#8 `PrivateKeyInfo` (DER). Non-RSA keys are refused with [`Error::NotRsa`].
     pub fn from_pkcs8_der(der: &[u8]) -> Result<PrivateKey, Error> {
         let pkcs1 = pkcs8_inner(der)?;
-        let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(der).map_err(|e| corrupt(Format::PrivateKey, e))?;
+        let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(der).map_err(|e| rejected(e, &pkcs1))?;
         Ok(PrivateKey { public: public_of(&pair), pkcs8: Zeroizing::new(der.to_vec()), pkcs1: Zeroizing::new(pkcs1) })
     }
 
     /// Read a PKCS#1 `RSAPrivateKey` (DER), as in `-----BEGIN RSA PRIVATE KEY-----`.
     pub fn from_pkcs1_der(der: &[u8]) -> Result<PrivateKey, Error> {
-        let pair = aws_lc_rs::rsa::KeyPair::from_der(der).map_err(|e| corrupt(Format::PrivateKey, e))?;
+        let pair = aws_lc_rs::rsa::KeyPair::from_der(der).map_err(|e| rejected(e, der))?;
         let pkcs8 = pair.as_der().map_err(|_| Error::Crypto("cannot encode the key as PKCS#8".into()))?;
         Ok(PrivateKey {
             public: public_of(&pair),
@@ -81,6 +81,23 @@ impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PrivateKey([redacted])")
     }
+}
+
+/// aws-lc-rs refuses RSA keys under 2048 bits as "TooSmall": say so with the size, not "corrupt".
+fn rejected(e: aws_lc_rs::error::KeyRejected, pkcs1: &[u8]) -> Error {
+    match pkcs1_modulus_bits(pkcs1) {
+        Some(bits) if e.description_() == "TooSmall" || bits < crate::MIN_RSA_BITS => Error::KeyTooSmall { bits },
+        _ => corrupt(Format::PrivateKey, e),
+    }
+}
+
+/// The modulus size of a PKCS#1 `RSAPrivateKey` (SEQUENCE { version, n, e, ... }).
+fn pkcs1_modulus_bits(der: &[u8]) -> Option<u32> {
+    let (seq, _) = der_tlv(der, 0x30)?;
+    let (_version, rest) = der_tlv(seq, 0x02)?;
+    let (n, _) = der_tlv(rest, 0x02)?;
+    let n = &n[n.iter().position(|b| *b != 0)?..];
+    Some((n.len() as u32 - 1) * 8 + (8 - n[0].leading_zeros()))
 }
 
 fn public_of(pair: &aws_lc_rs::rsa::KeyPair) -> RsaPublicKey {

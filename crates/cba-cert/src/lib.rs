@@ -20,6 +20,9 @@ pub use key::{Password, PrivateKey};
 pub use load::load;
 pub use pfx::PfxFormat;
 
+/// The smallest RSA key Entra accepts for a certificate credential (AADSTS50032 below it).
+pub const MIN_RSA_BITS: u32 = 2048;
+
 /// A certificate, optionally with its private key and the other certificates stored beside it.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -67,8 +70,10 @@ impl Identity {
     pub fn problems(&self, now: OffsetDateTime, need_key: bool) -> Vec<Problem> {
         let c = &self.certificate;
         let mut problems = Vec::new();
-        if let Err(Error::NotRsa { algorithm, .. }) = c.require_rsa() {
-            problems.push(Problem::NotRsa { algorithm });
+        match c.require_rsa() {
+            Err(Error::NotRsa { algorithm, .. }) => problems.push(Problem::NotRsa { algorithm }),
+            Ok(key) if key.bits() < MIN_RSA_BITS => problems.push(Problem::KeyTooSmall { bits: key.bits() }),
+            _ => {}
         }
         match (&self.private_key, need_key) {
             (Some(k), _) if !k.matches(c) => problems.push(Problem::KeyMismatch),
@@ -84,7 +89,8 @@ impl Identity {
     }
 }
 
-/// A reason a certificate cannot be used. `Display` says what to do about it.
+/// A reason a certificate cannot be used. `Display` says what is wrong in neutral terms; callers with their own
+/// commands (the `cba` CLI) add what to run next, keyed on the variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Problem {
@@ -92,6 +98,11 @@ pub enum Problem {
     NotRsa {
         /// The algorithm found.
         algorithm: String,
+    },
+    /// An RSA key smaller than Entra accepts ([`MIN_RSA_BITS`]).
+    KeyTooSmall {
+        /// The key's size.
+        bits: u32,
     },
     /// No private key where one is needed.
     NoPrivateKey,
@@ -114,6 +125,7 @@ impl Problem {
     pub fn code(&self) -> &'static str {
         match self {
             Problem::NotRsa { .. } => "not_rsa",
+            Problem::KeyTooSmall { .. } => "key_too_small",
             Problem::NoPrivateKey => "no_private_key",
             Problem::KeyMismatch => "key_mismatch",
             Problem::Expired { .. } => "expired",
@@ -125,19 +137,22 @@ impl Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::NotRsa { algorithm } => write!(
+            Problem::NotRsa { algorithm } => {
+                write!(f, "the certificate uses {algorithm}, but Entra certificate credentials need RSA")
+            }
+            Problem::KeyTooSmall { bits } => write!(
                 f,
-                "the certificate uses {algorithm}, but Entra certificate credentials need RSA; make one with `cba cert new`"
+                "the certificate's RSA key is too small ({bits}-bit): Entra needs {MIN_RSA_BITS} bits or more"
             ),
-            Problem::NoPrivateKey => f.write_str(
-                "the file holds no private key; export the PFX again with its private key, or use the PFX made by `cba cert new`",
-            ),
+            Problem::NoPrivateKey => {
+                f.write_str("the file holds no private key; export the PFX again with its private key")
+            }
             Problem::KeyMismatch => f.write_str(
                 "the private key does not belong to the certificate; pair them again or make a new certificate",
             ),
             Problem::Expired { not_after } => write!(
                 f,
-                "the certificate expired on {}; make a new one with `cba cert rotate` (or `cba cert new`)",
+                "the certificate expired on {}; it must be replaced by a new one",
                 certificate::rfc3339(*not_after)
             ),
             Problem::NotYetValid { not_before } => write!(

@@ -79,7 +79,7 @@ fn friendly_name(subject: &str) -> String {
 
 pub(crate) fn read(bytes: &[u8], password: Option<&Password>) -> Result<Identity, Error> {
     let pw = password.map(Password::expose).unwrap_or("");
-    let archive = Pkcs12Archive::from_pkcs12(bytes, pw).map_err(|e| map_error(e, password.is_some()))?;
+    let archive = Pkcs12Archive::from_pkcs12(bytes, pw).map_err(|e| map_error(e, bytes, pw, password.is_some()))?;
     let pfx_format = Some(detect_format(bytes));
 
     let certs = archive
@@ -102,17 +102,86 @@ pub(crate) fn read(bytes: &[u8], password: Option<&Password>) -> Result<Identity
     Ok(Identity { certificate, private_key, chain: certs, pfx_format })
 }
 
-fn map_error(e: p12_keystore::error::Error, password_given: bool) -> Error {
+fn map_error(e: p12_keystore::error::Error, bytes: &[u8], pw: &str, password_given: bool) -> Error {
     use p12_keystore::error::Error as P;
     match e {
+        // A failed MAC means a wrong password or changed bytes, and PKCS#12 cannot say which. One case can be
+        // told apart: the contents still decrypt with this password, so the password is right.
+        P::MacError(_) if decrypts_without_mac(bytes, pw) => corrupt(
+            Format::Pkcs12,
+            "its integrity check (MAC) failed although the password decrypts it: the file was changed or damaged \
+             after it was written",
+        ),
         P::MacError(_) => Error::WrongPassword { given: password_given },
         // Without a MAC a wrong password shows up as bad padding after decryption.
         P::UnpadError | P::Pkcs5Error(_) => Error::WrongPassword { given: password_given },
         P::UnsupportedEncryptionScheme | P::UnsupportedMacAlgorithm => {
-            corrupt(Format::Pkcs12, format!("{e}; re-export it with `openssl pkcs12 -export` (AES-256) or cba"))
+            corrupt(Format::Pkcs12, format!("{e}; re-export it with `openssl pkcs12 -export` (AES-256)"))
         }
         other => corrupt(Format::Pkcs12, other),
     }
+}
+
+/// Whether the PFX, with its `macData` dropped, decodes with `pw` down to a key and a certificate. Only a
+/// diagnosis: what it decodes is never returned, since nothing vouches for it.
+fn decrypts_without_mac(bytes: &[u8], pw: &str) -> bool {
+    let Some(stripped) = without_mac(bytes) else { return false };
+    match Pkcs12Archive::from_pkcs12(&stripped, pw) {
+        Ok(archive) => {
+            archive.keys.iter().any(|k| PrivateKey::from_pkcs8_der(k.key.as_der()).is_ok())
+                || archive.certs.iter().any(|c| Certificate::from_der(c.cert.as_der()).is_ok())
+        }
+        Err(_) => false,
+    }
+}
+
+/// `PFX ::= SEQUENCE { version, authSafe, macData }` re-encoded without `macData`.
+fn without_mac(bytes: &[u8]) -> Option<Vec<u8>> {
+    let (outer, _) = tlv(bytes)?;
+    let body = &bytes[outer.header..outer.header + outer.len];
+    let (version, after_version) = tlv(body)?;
+    let (auth_safe, _) = tlv(after_version)?;
+    let kept = &body[..version.total() + auth_safe.total()];
+    let mut out = vec![0x30];
+    match kept.len() {
+        n if n < 0x80 => out.push(n as u8),
+        n if n <= 0xFF => out.extend([0x81, n as u8]),
+        n if n <= 0xFFFF => out.extend([0x82, (n >> 8) as u8, n as u8]),
+        n if n <= 0xFF_FFFF => out.extend([0x83, (n >> 16) as u8, (n >> 8) as u8, n as u8]),
+        _ => return None,
+    }
+    out.extend_from_slice(kept);
+    Some(out)
+}
+
+/// A DER element's header and content lengths.
+struct Tlv {
+    header: usize,
+    len: usize,
+}
+
+impl Tlv {
+    fn total(&self) -> usize {
+        self.header + self.len
+    }
+}
+
+/// The first DER element of `input` (any tag), and the bytes after it.
+fn tlv(input: &[u8]) -> Option<(Tlv, &[u8])> {
+    let first = *input.get(1)?;
+    let (header, len) = if first < 0x80 {
+        (2, first as usize)
+    } else {
+        let n = (first & 0x7F) as usize;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let len = input.get(2..2 + n)?.iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        (2 + n, len)
+    };
+    let end = header.checked_add(len)?;
+    let rest = input.get(end..)?;
+    Some((Tlv { header, len }, rest))
 }
 
 /// Classify by the algorithm identifiers, which PKCS#12 keeps in the clear.

@@ -115,3 +115,97 @@ fn formats_are_told_apart() {
     check(key_only.as_bytes(), "without its certificate");
     check(shared_identity().private_key.as_ref().unwrap().pkcs8_der(), "bare private key");
 }
+
+#[test]
+fn a_1024_bit_key_is_too_small_not_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "c.pem",
+            "-days",
+            "3",
+            "-subj",
+            "/CN=small",
+        ],
+        dir.path(),
+    );
+    tool(
+        "openssl",
+        &["pkcs12", "-export", "-in", "c.pem", "-inkey", "k.pem", "-out", "small.pfx", "-passout", "pass:pw"],
+        dir.path(),
+    );
+    let pfx = std::fs::read(dir.path().join("small.pfx")).unwrap();
+    let err = cba_cert::load(&pfx, Some(&Password::new("pw"))).unwrap_err();
+    assert!(matches!(err, Error::KeyTooSmall { bits: 1024 }), "{err:?}");
+    let shown = err.to_string();
+    assert!(shown.contains("too small (1024-bit)") && shown.contains("2048"), "{shown}");
+    assert!(!shown.contains("corrupt"), "{shown}");
+    let pem = std::fs::read(dir.path().join("k.pem")).unwrap();
+    let cert = std::fs::read(dir.path().join("c.pem")).unwrap();
+    assert!(matches!(cba_cert::load(&[cert.clone(), pem].concat(), None), Err(Error::KeyTooSmall { bits: 1024 })));
+    // The certificate alone loads, and says why Entra will refuse it.
+    let id = cba_cert::load(&cert, None).unwrap();
+    assert_eq!(id.problems(OffsetDateTime::now_utc(), false), vec![Problem::KeyTooSmall { bits: 1024 }]);
+    assert!(id.problems(OffsetDateTime::now_utc(), false)[0].to_string().contains("1024-bit"));
+}
+
+/// The MAC digest of a PFX written by cba: the last `OCTET STRING` of 32 bytes (HMAC-SHA256).
+fn mac_digest_position(pfx: &[u8]) -> usize {
+    (0..pfx.len() - 34).rev().find(|&i| pfx[i] == 0x04 && pfx[i + 1] == 0x20).expect("a 32-byte MAC") + 2
+}
+
+#[test]
+fn a_failed_integrity_check_says_what_it_can() {
+    let right = Password::new("right");
+    let pfx = shared_identity().to_pfx(Some(&right), PfxFormat::Modern).unwrap();
+    // A wrong password and a damaged file look the same to PKCS#12: the message says both.
+    let wrong = cba_cert::load(&pfx, Some(&Password::new("wrong"))).unwrap_err();
+    assert!(matches!(wrong, Error::WrongPassword { given: true }));
+    assert!(wrong.to_string().contains("wrong password, or the PKCS#12 file is damaged"), "{wrong}");
+
+    // A damaged MAC, with the right password: the contents still decrypt, so it is damage, not the password.
+    let mut damaged = pfx.clone();
+    damaged[mac_digest_position(&pfx) + 5] ^= 0x01;
+    let err = cba_cert::load(&damaged, Some(&right)).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { format: cba_cert::Format::Pkcs12, .. }), "{err:?}");
+    assert!(err.to_string().contains("damaged") && !err.to_string().contains("wrong password"), "{err}");
+    // ... while with a wrong password it is still "wrong password, or damaged".
+    assert!(matches!(cba_cert::load(&damaged, Some(&Password::new("wrong"))), Err(Error::WrongPassword { .. })));
+
+    // No flipped byte ever loads as something else, and a flip reported as damage really is one.
+    for pos in (0..pfx.len()).step_by(5) {
+        let mut bytes = pfx.clone();
+        bytes[pos] ^= 0x10;
+        match cba_cert::load(&bytes, Some(&right)) {
+            Ok(id) => assert_eq!(id.certificate, shared_identity().certificate, "flip at {pos}"),
+            Err(Error::WrongPassword { given: true } | Error::Corrupt { .. } | Error::UnknownFormat { .. }) => {}
+            Err(other) => panic!("flip at {pos}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn problems_describe_without_naming_commands() {
+    let expired = Problem::Expired { not_after: datetime!(2021-01-02 00:00:00 UTC) };
+    let cases = [
+        expired,
+        Problem::NotRsa { algorithm: "an elliptic-curve key".into() },
+        Problem::KeyTooSmall { bits: 1024 },
+        Problem::NoPrivateKey,
+        Problem::KeyMismatch,
+        Problem::NotYetValid { not_before: datetime!(2031-01-02 00:00:00 UTC) },
+    ];
+    for p in cases {
+        let text = p.to_string();
+        assert!(!text.contains("cba ") && !text.contains("--"), "{}: {text}", p.code());
+    }
+}
