@@ -7,7 +7,7 @@ use std::time::Duration;
 use cba_token::jwt::{self, DecodedJwt};
 use cba_token::{
     AccessToken, AssertionAlg, AssertionOptions, Authority, CacheKey, CertFileStamp, ClientCertificate, Cloud,
-    Endpoints, ErrorKind, HttpOptions, Resource, TokenCache, TokenClient, WaitOptions,
+    Endpoints, ErrorKind, Resource, TokenCache, TokenClient, WaitOptions,
 };
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -319,16 +319,7 @@ fn load_certificate(settings: &Settings, password: &PasswordArgs) -> anyhow::Res
 /// The HTTP client for the login service. `loopback_http`: the authority is plain http on loopback (`cba sim`),
 /// so no TLS happens and the platform trust store need not be loaded.
 pub fn http_client(loopback_http: bool) -> anyhow::Result<cba_token::reqwest::Client> {
-    let mut options = HttpOptions::default()
-        .user_agent(format!("cba/{}", env!("CARGO_PKG_VERSION")))
-        .loopback_http_only(loopback_http);
-    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
-        let pem = std::fs::read(&file).map_err(|e| {
-            fail(Exit::BadInput, format!("cannot read SSL_CERT_FILE {}: {e}", Path::new(&file).display()))
-        })?;
-        options = options.extra_root_certs(pem);
-    }
-    cba_token::default_http_client(&options).exit(Exit::BadInput)
+    crate::http::http_config(loopback_http)?.build().exit(Exit::BadInput)
 }
 
 /// A token source that signs in as the app with its certificate and renews the token before it expires
