@@ -1,5 +1,5 @@
-//! An administrator's Microsoft Graph token, for `cba setup`: device code sign-in, a token the admin already
-//! has, or app-only with a provisioning app's certificate.
+//! An administrator's Microsoft Graph token, for setting up an app: device code sign-in, a token the admin
+//! already has, or app-only with a provisioning app's certificate.
 
 use std::fmt;
 use std::time::Duration;
@@ -80,7 +80,8 @@ pub struct DeviceCodePrompt {
 /// `on_prompt` receives the instructions once. Polling follows the server's interval (or
 /// [`DeviceCodeOptions::poll_interval`]), keeps going on `authorization_pending`, slows down on `slow_down`,
 /// and stops with [`Error::Token`] on `authorization_declined`, `expired_token`, `bad_verification_code` and any
-/// other error, or with [`Error::DeviceCodeExpired`] when the code's lifetime runs out.
+/// other error, or with [`Error::DeviceCodeExpired`] when the code's lifetime runs out. The server's
+/// `expires_in` and `interval` are clamped to [`MAX_DEVICE_CODE_LIFETIME`] and [`MAX_POLL_INTERVAL`].
 pub async fn device_code(
     client: &TokenClient,
     options: &DeviceCodeOptions,
@@ -101,7 +102,15 @@ pub async fn device_code(
     on_prompt(&grant.prompt);
 
     let token_url = client.authority().token_url(&options.tenant);
-    let expires_at = started + grant.prompt.expires_in;
+    // parse_device_code clamps the lifetime, so this only fails for a clock at the end of time.
+    let expires_at = time::Duration::try_from(grant.prompt.expires_in)
+        .ok()
+        .and_then(|lifetime| started.checked_add(lifetime))
+        .ok_or_else(|| Error::UnexpectedResponse {
+            url: url.clone(),
+            status: answer.status,
+            detail: "expires_in is out of range".into(),
+        })?;
     let mut interval = options.poll_interval.unwrap_or(grant.interval);
     loop {
         client.clock().sleep(interval).await;
@@ -127,13 +136,19 @@ pub async fn device_code(
             }
             Err(Error::Token { error, .. }) if error == "authorization_pending" => {}
             Err(Error::Token { error, .. }) if error == "slow_down" => {
-                interval += options.slow_down_increment;
+                interval = interval.saturating_add(options.slow_down_increment).min(MAX_POLL_INTERVAL);
                 tracing::debug!(interval_s = interval.as_secs_f64(), "device code: slow_down");
             }
             Err(other) => return Err(other),
         }
     }
 }
+
+/// The longest device-code lifetime believed (Entra's codes last 15 minutes): a longer `expires_in` is clamped.
+pub const MAX_DEVICE_CODE_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The longest wait between polls (the server's `interval` and `slow_down` increments are clamped to it).
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
 struct DeviceGrant {
     device_code: Zeroizing<String>,
@@ -154,8 +169,8 @@ fn parse_device_code(body: &[u8]) -> Result<DeviceGrant, String> {
     // v1 spells it verification_url.
     let verification_uri =
         text("verification_uri").or_else(|| text("verification_url")).ok_or("no verification_uri in the answer")?;
-    let expires_in = Duration::from_secs(number("expires_in").unwrap_or(900));
-    let interval = Duration::from_secs(number("interval").unwrap_or(5));
+    let expires_in = Duration::from_secs(number("expires_in").unwrap_or(900)).min(MAX_DEVICE_CODE_LIFETIME);
+    let interval = Duration::from_secs(number("interval").unwrap_or(5)).min(MAX_POLL_INTERVAL);
     let message = text("message").unwrap_or_else(|| {
         format!("To sign in, use a web browser to open the page {verification_uri} and enter the code {user_code} to authenticate.")
     });
@@ -166,16 +181,49 @@ fn parse_device_code(body: &[u8]) -> Result<DeviceGrant, String> {
     })
 }
 
-/// Accept a Graph token the administrator already has (`CBA_GRAPH_TOKEN`, a file): it must be a JWT for
-/// Microsoft Graph at `graph_root` that has not expired at the client's `now`. The signature is not checked
-/// (Graph will do that).
+/// The least lifetime [`existing_token`] accepts: long enough for a setup run (five minutes).
+pub const MIN_EXISTING_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+
+/// [`existing_token_lasting`] with [`MIN_EXISTING_TOKEN_LIFETIME`].
 pub fn existing_token(token: &str, graph_root: &str, now: time::OffsetDateTime) -> Result<AccessToken> {
+    existing_token_lasting(token, graph_root, now, MIN_EXISTING_TOKEN_LIFETIME)
+}
+
+/// Accept a Graph token the administrator already has (`CBA_GRAPH_TOKEN`, a file). A leading `Bearer ` and
+/// surrounding whitespace are dropped. The signature is not checked (Graph will do that).
+///
+/// - A JWT (it starts with `eyJ`, a JSON header) must decode, be for Microsoft Graph at `graph_root` (`aud`), and
+///   have at least `min_lifetime` left at `now` ([`Error::TokenExpired`], [`Error::TokenExpiresSoon`]); its
+///   `scp` (or `roles`) becomes the scope.
+/// - An encrypted JWT (JWE) or any other token is opaque: accepted as it is, with an unknown expiry
+///   ([`AccessToken::expires_at`] is `None`) and an empty scope; Graph says whether it works.
+///
+/// Empty tokens and tokens with characters a bearer token cannot hold (spaces inside, quotes, control
+/// characters) are refused with [`Error::InvalidToken`].
+pub fn existing_token_lasting(
+    token: &str,
+    graph_root: &str,
+    now: time::OffsetDateTime,
+    min_lifetime: Duration,
+) -> Result<AccessToken> {
     let bare = jwt::strip_bearer(token);
+    check_bearer_syntax(bare)?;
+    if !bare.starts_with("eyJ") {
+        return Ok(AccessToken::opaque(bare, "Bearer", ""));
+    }
+    if bare.split('.').count() == 5 {
+        check_jwe_header(bare)?;
+        return Ok(AccessToken::opaque(bare, "Bearer", ""));
+    }
     let decoded = jwt::decode(bare)?;
     let expires_on =
         decoded.expires_at().ok_or_else(|| Error::InvalidToken { reason: "it has no exp claim".into() })?;
     if expires_on <= now {
         return Err(Error::TokenExpired { expired_at: expires_on });
+    }
+    let left: Duration = (expires_on - now).try_into().unwrap_or(Duration::ZERO);
+    if left < min_lifetime {
+        return Err(Error::TokenExpiresSoon { expires_at: expires_on, left, needed: min_lifetime });
     }
     let graph_root = graph_root.trim_end_matches('/');
     match decoded.claim_str("aud") {
@@ -194,6 +242,40 @@ pub fn existing_token(token: &str, graph_root: &str, now: time::OffsetDateTime) 
         None => decoded.claim_strings("roles").join(" "),
     };
     Ok(AccessToken::new(bare, "Bearer", expires_on, scope))
+}
+
+/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn check_bearer_syntax(token: &str) -> Result<()> {
+    let invalid = |reason: &str| Err(Error::InvalidToken { reason: reason.to_owned() });
+    if token.is_empty() {
+        return invalid("it is empty");
+    }
+    let body = token.trim_end_matches('=');
+    if body.is_empty() {
+        return invalid("it holds only '=' characters");
+    }
+    match body.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/'))) {
+        None => Ok(()),
+        Some(c) if c.is_whitespace() => invalid("it contains whitespace (was it pasted across lines?)"),
+        Some('=') => invalid("it has '=' before its end"),
+        Some(_) => invalid("it contains characters a bearer token cannot hold"),
+    }
+}
+
+/// An encrypted JWT's first part is a JSON header with `enc`.
+fn check_jwe_header(token: &str) -> Result<()> {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap_or_default();
+    let value: Option<Value> = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    match value {
+        Some(v) if v.get("enc").is_some_and(Value::is_string) => Ok(()),
+        _ => Err(Error::InvalidToken {
+            reason: "it has five dot-separated parts, but its header is not an encrypted token's (JWE)".into(),
+        }),
+    }
 }
 
 /// An app-only Graph token from a provisioning app's certificate (pipelines that set up many tenants).

@@ -125,6 +125,12 @@ struct State {
 /// The file is created 0600 (its folder 0700), replaced atomically (temporary file in the same folder, fsync,
 /// rename) under an exclusive lock on `<file>.lock`, and merged with what other processes wrote meanwhile.
 /// A damaged file is ignored (with a warning) and rewritten on the next store; it never makes a call fail.
+///
+/// Two things make the file unusable instead, and are never overwritten: on Unix, a folder or file that group or
+/// others may write, or that another user owns (someone else could plant tokens in it:
+/// [`Error::CacheNotPrivate`]), and a file in a newer format than this version reads
+/// ([`Error::CacheNewerFormat`]). Lookups then miss (with a warning in the log) and stores return the error;
+/// call [`check`](Self::check) first to report it up front.
 /// Cheap to clone: clones share the same memory.
 #[derive(Clone)]
 pub struct TokenCache {
@@ -162,9 +168,18 @@ impl TokenCache {
         }
         // Another process may have stored one meanwhile.
         let path = self.file.as_deref()?;
-        let disk = read_file(path);
-        self.absorb(disk);
+        self.absorb_file(path);
         self.get_in_memory(key, now)
+    }
+
+    /// Whether the backing file can be used: on Unix its folder and the file (when they exist) are private to
+    /// this user ([`Error::CacheNotPrivate`]), and the file is not in a newer format ([`Error::CacheNewerFormat`]).
+    /// A missing or damaged file is fine (it is created or rewritten on the next store). Always `Ok` in memory.
+    pub fn check(&self) -> Result<()> {
+        match self.file.as_deref() {
+            Some(path) => read_file(path).map(drop),
+            None => Ok(()),
+        }
     }
 
     fn get_in_memory(&self, key: &CacheKey, now: OffsetDateTime) -> Option<AccessToken> {
@@ -205,7 +220,7 @@ impl TokenCache {
             return Some(t);
         }
         let path = self.file.as_deref()?;
-        self.absorb(read_file(path));
+        self.absorb_file(path);
         lookup(&self.lock())
     }
 
@@ -241,6 +256,14 @@ impl TokenCache {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// [`absorb`](Self::absorb) the file, unless it cannot be trusted or read (then it is a miss).
+    fn absorb_file(&self, path: &Path) {
+        match read_file(path) {
+            Ok(disk) => self.absorb(disk),
+            Err(e) => tracing::warn!(error = %e, "not using the token cache"),
+        }
+    }
+
     /// Take in what the file holds; for a key present in both, the token that lives longer wins.
     fn absorb(&self, disk: CacheFile) {
         let mut state = self.lock();
@@ -260,8 +283,9 @@ impl TokenCache {
     /// Read-modify-write the file under its lock, so concurrent writers do not lose each other's entries.
     fn update_file(&self, change: impl FnOnce(&mut CacheFile)) -> Result<()> {
         let Some(path) = self.file.as_deref() else { return Ok(()) };
+        check_folder(path)?;
         with_lock(path, || {
-            let mut file = read_file(path);
+            let mut file = read_file(path)?;
             change(&mut file);
             file.version = FORMAT_VERSION;
             let json = serde_json::to_vec_pretty(&file).expect("the cache serialises");
@@ -282,27 +306,87 @@ impl fmt::Debug for TokenCache {
     }
 }
 
+/// Just the version, read before the rest so that a newer layout is recognised even when it does not parse.
+#[derive(Deserialize)]
+struct Versioned {
+    version: u32,
+}
+
 /// The file's content; missing → empty; unreadable or damaged → empty with a warning (it gets rewritten).
-fn read_file(path: &Path) -> CacheFile {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return CacheFile::default(),
+/// Not private (Unix) or in a newer format → an error: the file must be neither trusted nor overwritten.
+fn read_file(path: &Path) -> Result<CacheFile> {
+    check_folder(path)?;
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(CacheFile::default()),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot read the token cache; ignoring it");
-            return CacheFile::default();
+            return Ok(CacheFile::default());
         }
     };
-    match serde_json::from_slice::<CacheFile>(&bytes) {
-        Ok(f) if f.version == FORMAT_VERSION => f,
-        Ok(f) => {
-            tracing::warn!(path = %path.display(), version = f.version, "token cache has an unknown format version; ignoring it");
-            CacheFile::default()
+    // The open file's own metadata: what is checked is what is read.
+    if let Ok(metadata) = file.metadata() {
+        check_private(path, false, &metadata)?;
+    }
+    let mut bytes = Vec::new();
+    if let Err(e) = io::Read::read_to_end(&mut file, &mut bytes) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot read the token cache; ignoring it");
+        return Ok(CacheFile::default());
+    }
+    match serde_json::from_slice::<Versioned>(&bytes) {
+        Ok(v) if v.version > FORMAT_VERSION => {
+            return Err(Error::CacheNewerFormat {
+                path: path.to_path_buf(),
+                found: v.version,
+                supported: FORMAT_VERSION,
+            });
         }
+        Ok(v) if v.version < FORMAT_VERSION => {
+            tracing::warn!(path = %path.display(), version = v.version, "token cache has an unknown format version; ignoring it");
+            return Ok(CacheFile::default());
+        }
+        _ => {}
+    }
+    match serde_json::from_slice::<CacheFile>(&bytes) {
+        Ok(f) => Ok(f),
         Err(e) => {
             tracing::warn!(path = %path.display(), line = e.line(), column = e.column(), "token cache is damaged; ignoring it (it will be rewritten)");
-            CacheFile::default()
+            Ok(CacheFile::default())
         }
     }
+}
+
+/// The cache file's folder, when it exists, must be private (it is created 0700 otherwise).
+fn check_folder(path: &Path) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match fs::metadata(dir) {
+        Ok(metadata) => check_private(dir, true, &metadata),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Unix: nobody but this user may write `path` (no group/other write bit, owned by our effective uid).
+/// Elsewhere the platform's ACLs are left to the user.
+#[cfg(unix)]
+fn check_private(path: &Path, folder: bool, metadata: &fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use crate::error::CacheExposure;
+    let refuse = |exposure| Err(Error::CacheNotPrivate { path: path.to_path_buf(), exposure });
+    let mode = metadata.mode();
+    if mode & 0o022 != 0 {
+        return refuse(CacheExposure::Writable { mode: mode & 0o7777, folder });
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if metadata.uid() != me {
+        return refuse(CacheExposure::OtherOwner { owner: metadata.uid(), me });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path, _folder: bool, _metadata: &fs::Metadata) -> Result<()> {
+    Ok(())
 }
 
 fn with_lock<T>(path: &Path, body: impl FnOnce() -> Result<T>) -> Result<T> {

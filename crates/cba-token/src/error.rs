@@ -14,7 +14,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The token endpoint answered with an OAuth error (usually with AADSTS codes).
-    #[error("{}", render_token_error(*.status, .error, .aadsts, .description, .trace_id, .correlation_id, *.hint))]
+    #[error("{}", render_token_error(*.status, .error, .aadsts, .description, .trace_id, .correlation_id, *.meaning))]
     Token {
         /// HTTP status (401 for `invalid_client`, 400 for most others).
         status: u16,
@@ -28,8 +28,9 @@ pub enum Error {
         trace_id: Option<Box<str>>,
         /// Entra's correlation id, for support requests.
         correlation_id: Option<Box<str>>,
-        /// What probably happened and what to do (see [`hint_for`]).
-        hint: Option<&'static str>,
+        /// What the code probably means for certificate and device-code sign-in (see [`aadsts_meaning`]).
+        /// What to do about it is the caller's to say: the `cba` CLI keys its hints on [`Error::aadsts`].
+        meaning: Option<&'static str>,
     },
     /// The request did not get an HTTP answer (DNS, connect, TLS, timeout, reset).
     #[error("could not reach {url}")]
@@ -96,6 +97,21 @@ pub enum Error {
         /// Its `exp`.
         expired_at: OffsetDateTime,
     },
+    /// A token given to us has not expired, but will before the work it is for can finish.
+    #[error(
+        "the token expires at {} (in {} s), but it must last at least {} s; get a new one",
+        crate::jwt::rfc3339(*.expires_at),
+        .left.as_secs(),
+        .needed.as_secs()
+    )]
+    TokenExpiresSoon {
+        /// Its `exp`.
+        expires_at: OffsetDateTime,
+        /// Time it had left when checked.
+        left: Duration,
+        /// The minimum lifetime asked for.
+        needed: Duration,
+    },
     /// The device code expired before anyone signed in.
     #[error("nobody completed the sign-in within {} minutes; run the command again and sign in while the code is valid", .after.as_secs() / 60)]
     DeviceCodeExpired {
@@ -111,6 +127,76 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The token cache folder or file could be changed by someone else, so its tokens cannot be trusted: it is
+    /// neither read nor written (Unix only).
+    #[error("the token cache {} {exposure}; {}", .path.display(), exposure.fix(.path))]
+    CacheNotPrivate {
+        /// The folder or file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        exposure: CacheExposure,
+    },
+    /// The token cache file was written in a newer format than this version reads: it is left as it is (reads
+    /// miss, writes are refused) rather than overwritten.
+    #[error(
+        "the token cache {} has format version {found}, newer than this version of cba-token reads ({supported}); \
+         it is left untouched and not used",
+        .path.display()
+    )]
+    CacheNewerFormat {
+        /// The cache file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The version this crate reads and writes.
+        supported: u32,
+    },
+}
+
+/// Why a token cache folder or file is not private ([`Error::CacheNotPrivate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CacheExposure {
+    /// Group or others may write it (its permission bits).
+    Writable {
+        /// The permission bits (such as `0o777`).
+        mode: u32,
+        /// Whether it is the folder (else the file).
+        folder: bool,
+    },
+    /// Another user owns it.
+    OtherOwner {
+        /// Its owner's uid.
+        owner: u32,
+        /// This process's effective uid.
+        me: u32,
+    },
+}
+
+impl CacheExposure {
+    fn fix(&self, path: &std::path::Path) -> String {
+        match self {
+            CacheExposure::Writable { folder: true, .. } => format!("make it private: chmod 700 {}", path.display()),
+            CacheExposure::Writable { folder: false, .. } => format!("make it private: chmod 600 {}", path.display()),
+            CacheExposure::OtherOwner { .. } => {
+                format!(
+                    "use a cache folder of your own, or remove {} (and chmod 700 the folder you make)",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for CacheExposure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheExposure::Writable { mode, .. } => {
+                write!(f, "can be written by other users (mode {:03o})", mode & 0o7777)
+            }
+            CacheExposure::OtherOwner { owner, me } => write!(f, "belongs to another user (uid {owner}, not {me})"),
+        }
+    }
 }
 
 /// Broad classes of [`Error`], for exit codes and retry decisions.
@@ -141,7 +227,10 @@ impl Error {
             | Error::Sign(_)
             | Error::InvalidToken { .. }
             | Error::TokenExpired { .. }
-            | Error::Cache { .. } => ErrorKind::Input,
+            | Error::TokenExpiresSoon { .. }
+            | Error::Cache { .. }
+            | Error::CacheNotPrivate { .. }
+            | Error::CacheNewerFormat { .. } => ErrorKind::Input,
         }
     }
 
@@ -185,10 +274,10 @@ impl Error {
         trace_id: Option<String>,
         correlation_id: Option<String>,
     ) -> Error {
-        let hint = aadsts.iter().find_map(|&c| hint_for(c)).or_else(|| hint_for_error(&error));
+        let meaning = aadsts.iter().find_map(|&c| aadsts_meaning(c)).or_else(|| oauth_error_meaning(&error));
         let (trace_id, correlation_id) = (trace_id.map(Into::into), correlation_id.map(Into::into));
         let description = description.into();
-        Error::Token { status, error, aadsts, description, trace_id, correlation_id, hint }
+        Error::Token { status, error, aadsts, description, trace_id, correlation_id, meaning }
     }
 }
 
@@ -199,7 +288,7 @@ fn render_token_error(
     description: &str,
     trace_id: &Option<Box<str>>,
     correlation_id: &Option<Box<str>>,
-    hint: Option<&str>,
+    meaning: Option<&str>,
 ) -> String {
     let mut out = String::from("token request refused: ");
     if !aadsts.is_empty() && !description.starts_with("AADSTS") {
@@ -212,8 +301,8 @@ fn render_token_error(
         out.push_str(description);
     }
     let _ = write!(out, " ({error}, HTTP {status})");
-    if let Some(hint) = hint {
-        let _ = write!(out, "\n  hint: {hint}");
+    if let Some(meaning) = meaning {
+        let _ = write!(out, "\n  probable cause: {meaning}");
     }
     match (trace_id, correlation_id) {
         (None, None) => {}
@@ -229,122 +318,71 @@ fn render_token_error(
     out
 }
 
-/// Every AADSTS code [`hint_for`] knows, in the order of docs/troubleshooting-aadsts.md.
-pub const HINT_CODES: &[u32] = &[
+/// Every AADSTS code [`aadsts_meaning`] knows, in the order of docs/troubleshooting-aadsts.md.
+pub const AADSTS_CODES: &[u32] = &[
     700027, 700024, 700016, 90002, 7000215, 7000222, 500011, 70011, 700022, 700023, 50012, 50013, 50027, 50048, 50032,
     7000112, 7000229, 700021, 1002012, 700025, 7000218, 65001, 65002, 53003, 70016, 70018, 70019,
 ];
 
-/// What an AADSTS code probably means for certificate app-only sign-in and admin device-code sign-in, and what
-/// to do about it. `None` for codes we have nothing useful to say about.
-pub fn hint_for(code: u32) -> Option<&'static str> {
+/// What an AADSTS code probably means for certificate app-only sign-in and device-code sign-in, in neutral
+/// terms (no command names: what to run next is the caller's to say). `None` for codes not in [`AADSTS_CODES`].
+pub fn aadsts_meaning(code: u32) -> Option<&'static str> {
     Some(match code {
         700027 => {
-            "Entra does not accept this certificate for this app: it is not registered on the app, the key does not match, \
-             or a certificate added moments ago has not replicated yet. Compare the thumbprint in the message with the \
-             app's certificates (`cba status`); right after setup or a rotation, retry with `cba token --wait 5m`."
+            "Entra does not accept this certificate for this app: it is not registered on the app, the key does not \
+             match, or a certificate added moments ago has not replicated yet (Entra may take minutes to replicate \
+             a new certificate)."
         }
-        700024 => {
-            "The client assertion is outside its validity window: this machine's clock is probably wrong. Synchronise \
-             the clock (NTP) and try again."
-        }
+        700024 => "The client assertion is outside its validity window: this machine's clock is probably wrong.",
         700016 => {
-            "No app with this client id exists in this tenant: check --client-id and --tenant (and --cloud). If the app \
-             was created moments ago it has not replicated yet: retry with `cba token --wait 5m`."
+            "No app with this client id exists in this tenant (in this cloud). An app created moments ago may not \
+             have replicated yet: Entra may take minutes to replicate it."
         }
-        90002 => {
-            "The tenant does not exist: check --tenant (a tenant id GUID or a verified domain such as \
-             contoso.onmicrosoft.com) and --cloud."
-        }
-        7000215 => {
-            "An invalid client secret was sent. cba signs in with certificates, not secrets: something else supplied a \
-             secret; use the certificate."
-        }
-        7000222 => {
-            "The client secret has expired. cba signs in with certificates, not secrets: use the certificate (and \
-             remove the expired secret from the app)."
-        }
+        90002 => "The tenant does not exist in this cloud (a tenant is a tenant id GUID or a verified domain).",
+        7000215 => "An invalid client secret was sent, where a certificate credential was expected.",
+        7000222 => "The client secret has expired.",
         500011 => {
-            "The resource's service principal is not in this tenant: for Exchange, the tenant probably has no Exchange \
-             Online subscription yet, or --resource/--cloud points at another cloud's URL."
+            "The resource's service principal is not in this tenant: for Exchange, the tenant probably has no \
+             Exchange Online subscription yet, or the resource URL belongs to another cloud."
         }
         70011 => {
             "The scope is invalid: app-only tokens need a resource's `/.default` scope (such as \
-             https://outlook.office365.com/.default). Check --resource and --cloud."
+             https://outlook.office365.com/.default)."
         }
-        700022 => "The scope names several resources: request one resource per token (one --resource).",
-        700023 => "The scope names no resource: use a resource URL with `/.default` (check --resource).",
+        700022 => "The scope names several resources: a token is for one resource.",
+        700023 => "The scope names no resource: it needs a resource URL with `/.default`.",
         50012 => {
-            "The client assertion failed validation (signature, audience or issuer). Check that the private key \
-             belongs to the registered certificate and that the authority matches the tenant's cloud (--cloud, \
-             --authority-host)."
+            "The client assertion failed validation (signature, audience or issuer): the private key may not belong \
+             to the registered certificate, or the authority may not be the tenant's cloud."
         }
-        50013 => {
-            "The assertion is invalid (malformed, expired, or wrong issuer). Check this machine's clock and that the \
-             authority matches the tenant's cloud."
-        }
-        50027 => "The JWT is malformed or its signature is invalid: check the certificate's private key.",
-        50048 => {
-            "The assertion's subject does not match its issuer: both must be the app's client id (check --client-id)."
-        }
-        50032 => {
-            "The certificate's RSA key is too weak: make a new 2048-bit (or larger) certificate with `cba cert new` and \
-             register it."
-        }
-        7000112 => {
-            "The application is disabled in this tenant: an administrator must enable it (Enterprise applications)."
-        }
-        7000229 => {
-            "The app has no service principal in this tenant (nobody consented to it here): run `cba setup`, or \
-             create the service principal (Enterprise applications) and grant admin consent."
-        }
-        700021 => "The assertion names another app than the request: its iss/sub must be the --client-id sent with it.",
-        1002012 => {
-            "App-only scopes must end in `/.default` (such as https://outlook.office365.com/.default): check \
-             --resource."
-        }
-        700025 => {
-            "The app is marked as a public client and cannot use a certificate: turn off \"Allow public client flows\" \
-             for app-only sign-in, or use another app."
-        }
-        7000218 => {
-            "Device-code sign-in needs a public client: with your own --admin-client-id, turn on \"Allow public client \
-             flows\" on that app, or use the default Microsoft Graph Command Line Tools client id."
-        }
-        65001 => {
-            "Consent is missing: an administrator must consent to the sign-in client's Graph permissions in this \
-             tenant (sign in as a Global or Privileged Role Administrator), or use your own --admin-client-id."
-        }
-        65002 => {
-            "This client id may not request these Graph scopes (the Azure CLI client gets this): use the default \
-             Microsoft Graph Command Line Tools client id or your own app."
-        }
-        53003 => {
-            "A Conditional Access policy blocked the sign-in: ask the tenant's administrators to allow this sign-in, \
-             or sign in from a compliant device or location."
-        }
-        70016 => "The sign-in is still pending: the user has not entered the code yet (cba keeps polling).",
-        70018 => {
-            "The code typed on the sign-in page was wrong: run the command again and type the code exactly as shown."
-        }
-        70019 => {
-            "The sign-in code expired (they last 15 minutes) before the sign-in was completed: run the command again."
-        }
+        50013 => "The assertion is invalid (malformed, expired, or wrong issuer).",
+        50027 => "The JWT is malformed or its signature is invalid.",
+        50048 => "The assertion's subject does not match its issuer: both must be the app's client id.",
+        50032 => "The certificate's RSA key is too weak: Entra needs 2048 bits or more.",
+        7000112 => "The application is disabled in this tenant.",
+        7000229 => "The app has no service principal in this tenant (nobody consented to it here).",
+        700021 => "The assertion names another app than the request: its iss/sub must be the client id sent with it.",
+        1002012 => "App-only scopes must end in `/.default` (such as https://outlook.office365.com/.default).",
+        700025 => "The app is marked as a public client, and a public client cannot use a certificate.",
+        7000218 => "Device-code sign-in needs a public client, and this client is not one.",
+        65001 => "Consent is missing: nobody has consented to the sign-in client's Graph permissions in this tenant.",
+        65002 => "This client id may not request these Graph scopes (the Azure CLI client gets this).",
+        53003 => "A Conditional Access policy blocked the sign-in.",
+        70016 => "The sign-in is still pending: the user has not entered the code yet.",
+        70018 => "The code typed on the sign-in page was wrong.",
+        70019 => "The sign-in code expired (they last 15 minutes) before the sign-in was completed.",
         _ => return None,
     })
 }
 
-/// A hint for an OAuth `error` value when no AADSTS code has one (device-code terminal states).
-pub fn hint_for_error(error: &str) -> Option<&'static str> {
+/// What an OAuth `error` value means when no AADSTS code says more (device-code terminal states).
+pub fn oauth_error_meaning(error: &str) -> Option<&'static str> {
     Some(match error {
-        "authorization_declined" => {
-            "The person signing in declined (or cancelled) the request: run the command again and approve it, as an \
-             administrator who may grant the requested permissions."
-        }
-        "expired_token" => hint_for(70019)?,
-        "bad_verification_code" => hint_for(70018)?,
-        "invalid_tenant" => hint_for(90002)?,
-        "temporarily_unavailable" => "Entra is temporarily unavailable: try again in a minute.",
+        "authorization_declined" => "The person signing in declined (or cancelled) the request.",
+        "expired_token" => aadsts_meaning(70019)?,
+        "bad_verification_code" => aadsts_meaning(70018)?,
+        "invalid_tenant" => aadsts_meaning(90002)?,
+        "temporarily_unavailable" => "Entra is temporarily unavailable.",
         _ => return None,
     })
 }

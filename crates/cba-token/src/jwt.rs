@@ -80,9 +80,12 @@ pub fn decode(token: &str) -> Result<DecodedJwt> {
     Ok(DecodedJwt { header, claims })
 }
 
-/// The token without surrounding whitespace and without a leading `Bearer `.
+/// The token without surrounding whitespace and without a leading `Bearer ` (the word alone leaves nothing).
 pub fn strip_bearer(token: &str) -> &str {
     let token = token.trim();
+    if token.eq_ignore_ascii_case("bearer") {
+        return "";
+    }
     token.strip_prefix("Bearer ").or_else(|| token.strip_prefix("bearer ")).unwrap_or(token).trim()
 }
 

@@ -19,7 +19,7 @@ pub use cache::{CACHE_FILE_NAME, CacheKey, CertFileStamp, REFRESH_MARGIN, TokenC
 pub use cba_http::{Clock, HttpConfig, ManualClock, RetryPolicy, Sleep, SystemClock, TlsFailure, TlsFailureKind};
 pub use client::{ReadyProgress, TokenClient, TokenClientBuilder, WaitOptions};
 pub use cloud::{Authority, Cloud, Endpoints, Resource};
-pub use error::{Error, ErrorKind, HINT_CODES, Result, hint_for, hint_for_error};
+pub use error::{AADSTS_CODES, CacheExposure, Error, ErrorKind, Result, aadsts_meaning, oauth_error_meaning};
 pub use http::{HttpOptions, default_http_client};
 pub use source::CertificateTokenSource;
 pub use token::AccessToken;

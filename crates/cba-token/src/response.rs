@@ -21,10 +21,33 @@ fn str_field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     obj.get(name).and_then(Value::as_str)
 }
 
+/// The longest lifetime believed from `expires_in`: Entra's access tokens last 60-90 minutes (CAE ones up to
+/// 28 hours). A longer `expires_in` is clamped to this, so a cache renews the token a day later at worst.
+pub(crate) const MAX_EXPIRES_IN: time::Duration = time::Duration::hours(28);
+
+/// `expires_in` as a lifetime: negative is an error; past [`MAX_EXPIRES_IN`] (up to `u64::MAX`) it is clamped.
+fn lifetime(obj: &Map<String, Value>) -> Result<Option<time::Duration>, String> {
+    let secs: Option<i128> = match obj.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(
+            n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)).ok_or("expires_in is not an integer")?,
+        ),
+        Some(Value::String(s)) => Some(s.trim().parse().map_err(|_| "expires_in is not a number")?),
+        Some(_) => return Err("expires_in is not a number".to_owned()),
+    };
+    match secs {
+        None => Ok(None),
+        Some(s) if s < 0 => Err(format!("expires_in is negative ({s})")),
+        Some(s) if s > i128::from(MAX_EXPIRES_IN.whole_seconds()) => Ok(Some(MAX_EXPIRES_IN)),
+        Some(s) => Ok(Some(time::Duration::seconds(s as i64))),
+    }
+}
+
 /// Parse a 200 answer. `requested_scope` fills `scope` when the answer has none (client credentials in v2).
 ///
-/// Expiry comes from `expires_in` (relative, so immune to clock skew between us and Entra), else from v1's
-/// absolute `expires_on`. Error messages never quote the body.
+/// Expiry comes from `expires_in` (relative, so immune to clock skew between us and Entra; clamped to
+/// [`MAX_EXPIRES_IN`], negative refused), else from v1's absolute `expires_on`. Error messages never quote the
+/// body.
 pub(crate) fn parse_token(body: &[u8], now: OffsetDateTime, requested_scope: &str) -> Result<AccessToken, String> {
     let value: Value = serde_json::from_slice(body).map_err(|_| "the body is not JSON".to_owned())?;
     let obj = value.as_object().ok_or("the body is not a JSON object")?;
@@ -32,8 +55,8 @@ pub(crate) fn parse_token(body: &[u8], now: OffsetDateTime, requested_scope: &st
         str_field(obj, "access_token").filter(|s| !s.is_empty()).ok_or("no access_token in the answer")?.to_owned(),
     );
     let token_type = str_field(obj, "token_type").unwrap_or("Bearer").to_owned();
-    let expires_on = match (int_field(obj, "expires_in")?, int_field(obj, "expires_on")?) {
-        (Some(secs), _) => now + time::Duration::seconds(secs),
+    let expires_on = match (lifetime(obj)?, int_field(obj, "expires_on")?) {
+        (Some(lifetime), _) => now.checked_add(lifetime).ok_or("expires_in is out of range")?,
         (None, Some(epoch)) => {
             OffsetDateTime::from_unix_timestamp(epoch).map_err(|_| "expires_on is out of range".to_owned())?
         }

@@ -14,12 +14,15 @@ pub struct AccessToken {
     secret: Zeroizing<String>,
     /// `Bearer`.
     pub token_type: String,
-    /// When it expires.
+    /// When it expires. For a token whose expiry is unknown (an opaque token given by the caller, see
+    /// [`opaque`](Self::opaque)) this is the latest representable time: read [`expires_at`](Self::expires_at)
+    /// to tell the two apart.
     pub expires_on: OffsetDateTime,
     /// The scope it was requested for (app-only) or granted (delegated).
     pub scope: String,
     /// Whether it came from the token cache rather than the token endpoint.
     pub from_cache: bool,
+    expiry_known: bool,
 }
 
 impl AccessToken {
@@ -36,7 +39,20 @@ impl AccessToken {
             expires_on,
             scope: scope.into(),
             from_cache: false,
+            expiry_known: true,
         }
+    }
+
+    /// A token whose expiry is unknown (not a JWT, or a JWT without `exp`): it is used until the service
+    /// refuses it. [`expires_at`](Self::expires_at) is `None` and [`is_fresh`](Self::is_fresh) always true.
+    pub fn opaque(secret: impl Into<String>, token_type: impl Into<String>, scope: impl Into<String>) -> AccessToken {
+        let far_future = time::PrimitiveDateTime::MAX.assume_utc();
+        AccessToken { expiry_known: false, ..AccessToken::new(secret, token_type, far_future, scope) }
+    }
+
+    /// When it expires, if known.
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        self.expiry_known.then_some(self.expires_on)
     }
 
     /// The token, for an `Authorization: Bearer` header.
@@ -54,7 +70,8 @@ impl AccessToken {
         self.expires_in(now) >= margin
     }
 
-    /// The token's header and claims, decoded without verification (Entra tokens are JWTs).
+    /// The token's header and claims, decoded without verification (Entra's app tokens are JWTs; an opaque
+    /// token given by an administrator is not, and gets [`Error::InvalidToken`](crate::Error::InvalidToken)).
     pub fn decode(&self) -> Result<DecodedJwt> {
         jwt::decode(&self.secret)
     }
@@ -70,7 +87,7 @@ impl fmt::Debug for AccessToken {
         f.debug_struct("AccessToken")
             .field("secret", &"[redacted]")
             .field("token_type", &self.token_type)
-            .field("expires_on", &self.expires_on)
+            .field("expires_on", &self.expires_at())
             .field("scope", &self.scope)
             .field("from_cache", &self.from_cache)
             .finish()

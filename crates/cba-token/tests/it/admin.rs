@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use cba_token::admin::{self, AdminCredential, DeviceCodeOptions, DeviceCodePrompt};
-use cba_token::{Error, ErrorKind, hint_for, hint_for_error};
+use cba_token::{Error, ErrorKind, aadsts_meaning, oauth_error_meaning};
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -125,19 +126,19 @@ async fn poll_interval_can_be_overridden() {
 }
 
 #[tokio::test]
-async fn terminal_errors_stop_polling_with_a_hint() {
+async fn terminal_errors_stop_polling_with_their_meaning() {
     let cases = [
-        ("authorization_declined", 70000, hint_for_error("authorization_declined")),
-        ("expired_token", 70019, hint_for(70019)),
-        ("bad_verification_code", 70018, hint_for(70018)),
+        ("authorization_declined", 70000, oauth_error_meaning("authorization_declined")),
+        ("expired_token", 70019, aadsts_meaning(70019)),
+        ("bad_verification_code", 70018, aadsts_meaning(70018)),
     ];
-    for (error, code, expected_hint) in cases {
+    for (error, code, expected) in cases {
         let f = flow(device_code_answer(1, 900), vec![pending(), poll_error(error, code, "terminal")]).await;
         let err = admin::device_code(&client(&f.server.uri(), &clock(), None), &options(), |_| {}).await.unwrap_err();
-        let Error::Token { error: e, hint, .. } = &err else { panic!("{error}: {err:?}") };
+        let Error::Token { error: e, meaning, .. } = &err else { panic!("{error}: {err:?}") };
         assert_eq!(e, error);
-        assert!(expected_hint.is_some());
-        assert_eq!(*hint, expected_hint, "{error}");
+        assert!(expected.is_some());
+        assert_eq!(*meaning, expected, "{error}");
         assert_eq!(err.kind(), ErrorKind::Auth);
         assert_eq!(f.poll.count(), 2, "{error}: no polling after a terminal error");
     }
@@ -167,7 +168,7 @@ async fn device_code_request_errors_are_token_errors() {
         .await
         .unwrap_err();
     assert_eq!(err.aadsts(), &[65002]);
-    assert!(matches!(err, Error::Token { hint: Some(_), .. }));
+    assert!(matches!(err, Error::Token { meaning: Some(_), .. }));
 }
 
 fn graph_jwt(aud: &str, exp: i64) -> String {
@@ -175,7 +176,7 @@ fn graph_jwt(aud: &str, exp: i64) -> String {
 }
 
 #[test]
-fn existing_tokens_must_be_unexpired_graph_jwts() {
+fn existing_jwts_must_be_unexpired_graph_tokens() {
     let at = now();
     let later = at.unix_timestamp() + 3600;
     let graph = "https://graph.microsoft.com";
@@ -183,19 +184,105 @@ fn existing_tokens_must_be_unexpired_graph_jwts() {
     let ok = admin::existing_token(&format!("Bearer {}\n", graph_jwt(graph, later)), graph, at).unwrap();
     assert_eq!(ok.secret(), graph_jwt(graph, later), "Bearer prefix and whitespace are dropped");
     assert_eq!(ok.expires_on.unix_timestamp(), later);
+    assert_eq!(ok.expires_at().map(|t| t.unix_timestamp()), Some(later));
     assert_eq!(ok.scope, "Application.ReadWrite.All");
     admin::existing_token(&graph_jwt("00000003-0000-0000-c000-000000000000", later), graph, at).unwrap();
     admin::existing_token(&graph_jwt("https://graph.microsoft.com/", later), graph, at).unwrap();
 
     let expired = admin::existing_token(&graph_jwt(graph, at.unix_timestamp() - 1), graph, at);
     assert!(matches!(expired, Err(Error::TokenExpired { .. })), "{expired:?}");
+    // The audience is read before Graph is ever called: a token for another API fails early.
     let wrong = admin::existing_token(&graph_jwt("https://management.azure.com", later), graph, at);
-    assert!(matches!(wrong, Err(Error::InvalidToken { .. })), "{wrong:?}");
-    for junk in ["", "abc", "a.b.c", "a.b.c.d.e"] {
-        assert!(matches!(admin::existing_token(junk, graph, at), Err(Error::InvalidToken { .. })), "{junk:?}");
-    }
+    assert!(
+        matches!(&wrong, Err(Error::InvalidToken { reason }) if reason.contains("management.azure.com")),
+        "{wrong:?}"
+    );
     let no_exp = fake_jwt(json!({"aud": graph}));
     assert!(matches!(admin::existing_token(&no_exp, graph, at), Err(Error::InvalidToken { .. })));
+}
+
+#[test]
+fn an_existing_jwt_must_last_the_minimum_lifetime() {
+    let at = now();
+    let graph = "https://graph.microsoft.com";
+    let one_second_left = graph_jwt(graph, at.unix_timestamp() + 1);
+    let five_minutes = Duration::from_secs(300);
+    let err = admin::existing_token_lasting(&one_second_left, graph, at, five_minutes).unwrap_err();
+    let Error::TokenExpiresSoon { left, needed, .. } = &err else { panic!("{err:?}") };
+    assert_eq!((*left, *needed), (Duration::from_secs(1), five_minutes));
+    assert_eq!(err.kind(), ErrorKind::Input);
+    assert!(err.to_string().contains("at least 300 s"), "{err}");
+    // existing_token asks for five minutes.
+    assert_eq!(admin::MIN_EXISTING_TOKEN_LIFETIME, five_minutes);
+    assert!(matches!(admin::existing_token(&one_second_left, graph, at), Err(Error::TokenExpiresSoon { .. })));
+    // Exactly enough, or a caller that asks for less, is fine.
+    let five_left = graph_jwt(graph, at.unix_timestamp() + 300);
+    admin::existing_token_lasting(&five_left, graph, at, five_minutes).unwrap();
+    admin::existing_token_lasting(&one_second_left, graph, at, Duration::ZERO).unwrap();
+}
+
+#[test]
+fn a_token_that_is_not_a_jwt_is_accepted_as_it_is() {
+    let at = now();
+    let graph = "https://graph.microsoft.com";
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let jwe = format!("{}.key.iv.ciphertext.tag", b64.encode(r#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#));
+    for opaque in ["EwBwA8l6BAAUbDba3x2OMJElkF7gJ4z/VbCPEz0AAV9b+aR1G2Y5ZAE=", "abc", "a.b.c", jwe.as_str()] {
+        let token = admin::existing_token(&format!("Bearer {opaque}"), graph, at).unwrap();
+        assert_eq!(token.secret(), opaque);
+        assert_eq!(token.expires_at(), None, "{opaque}: the expiry of an opaque token is unknown");
+        assert!(token.is_fresh(at, Duration::from_secs(3600)), "{opaque}: used until Graph refuses it");
+        assert_eq!(token.scope, "");
+        assert!(token.decode().is_err(), "{opaque}: no claims to read");
+        assert!(format!("{token:?}").contains("expires_on: None"), "{token:?}");
+    }
+}
+
+#[test]
+fn malformed_tokens_are_refused() {
+    let at = now();
+    let graph = "https://graph.microsoft.com";
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let bad_jwe = format!("{}.b.c.d.e", b64.encode(r#"{"alg":"RS256"}"#));
+    let cases = [
+        ("", "empty"),
+        ("  \n", "empty"),
+        ("Bearer ", "empty"),
+        ("EwB abc", "whitespace"),
+        ("EwB\"abc\"", "cannot hold"),
+        ("ab=cd", "before its end"),
+        ("eyJhbGciOiJSUzI1NiJ9.truncated", "three dot-separated parts"),
+        ("eyJhbGciOiJSUzI1NiJ9.bm90IGpzb24.sig", "not JSON"),
+        ("eyJhbGciOiJSUzI1NiJ9.~~~.sig", "base64url"),
+        (bad_jwe.as_str(), "JWE"),
+    ];
+    for (junk, why) in cases {
+        let result = admin::existing_token(junk, graph, at);
+        assert!(matches!(&result, Err(Error::InvalidToken { reason }) if reason.contains(why)), "{junk:?}: {result:?}");
+    }
+}
+
+#[tokio::test]
+async fn huge_device_code_lifetimes_and_intervals_do_not_panic() {
+    let start = ResponseTemplate::new(200).set_body_json(json!({
+        "device_code": "DAQABAAEAAAD-secret-device-code",
+        "user_code": "ABCD1234",
+        "verification_uri": "https://microsoft.com/devicelogin",
+        "expires_in": u64::MAX,
+        "interval": u64::MAX,
+    }));
+    let f = flow(start, vec![poll_error("slow_down", 70016, "slow down"), graph_token_answer()]).await;
+    let clock = clock();
+    let mut prompted = None;
+    let token = admin::device_code(&client(&f.server.uri(), &clock, None), &options(), |p| {
+        prompted = Some(p.expires_in);
+    })
+    .await
+    .unwrap();
+    assert_eq!(token.secret(), "graph-admin-token");
+    assert_eq!(prompted, Some(admin::MAX_DEVICE_CODE_LIFETIME), "clamped");
+    let sleeps = clock.sleeps();
+    assert_eq!(sleeps, vec![admin::MAX_POLL_INTERVAL; 2], "the interval and slow_down are clamped");
 }
 
 #[tokio::test]

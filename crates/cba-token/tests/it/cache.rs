@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cba_token::{CacheKey, CertFileStamp, ClientCertificate, Resource, TokenCache};
+use cba_token::{AccessToken, CacheExposure, CacheKey, CertFileStamp, ClientCertificate, Error, Resource, TokenCache};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer};
 
@@ -106,12 +106,11 @@ async fn the_file_is_private_and_shared_with_a_new_instance() {
 
 #[tokio::test]
 async fn a_damaged_file_is_ignored_and_rewritten() {
-    for garbage in
-        [&b"{ this is not json"[..], b"", b"\x00\xff\xfe", br#"{"version": 99, "tokens": {}}"#, br#"[1,2,3]"#]
+    for garbage in [&b"{ this is not json"[..], b"", b"\x00\xff\xfe", br#"{"version": 0, "tokens": {}}"#, br#"[1,2,3]"#]
     {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tokens.json");
-        std::fs::write(&file, garbage).unwrap();
+        write_private(&file, garbage);
         let server = MockServer::start().await;
         let script = Script::new(vec![token_ok(1, 3599)]);
         serve(&server, &script).await;
@@ -131,6 +130,121 @@ async fn a_damaged_file_is_ignored_and_rewritten() {
             .unwrap();
         assert!(again.from_cache);
     }
+}
+
+/// Write a file the way the cache would (0600), whatever the umask.
+fn write_private(file: &Path, bytes: &[u8]) {
+    std::fs::write(file, bytes).unwrap();
+    #[cfg(unix)]
+    set_mode(file, 0o600);
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn key(thumbprint: &str) -> CacheKey {
+    let a = cba_token::Authority::new("https://login.microsoftonline.com").unwrap();
+    CacheKey::new(&a, TENANT, CLIENT_ID, EXO_SCOPE, thumbprint)
+}
+
+/// A cache file holding a token for `key("AA")`, as another process (or an attacker) would leave it.
+fn planted_cache(file: &Path, secret: &str) {
+    let at = now();
+    let writer = TokenCache::with_file(file);
+    writer.put(&key("AA"), &AccessToken::new(secret, "Bearer", at + time::Duration::hours(1), EXO_SCOPE), at).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn a_cache_folder_or_file_others_can_write_is_neither_read_nor_written() {
+    for (target_is_folder, mode) in [(true, 0o777), (true, 0o770), (false, 0o666), (false, 0o620)] {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("cba");
+        let file = folder.join("tokens.json");
+        planted_cache(&file, "planted");
+        let target = if target_is_folder { folder.clone() } else { file.clone() };
+        set_mode(&target, mode);
+        let before = std::fs::read(&file).unwrap();
+
+        let cache = TokenCache::with_file(&file);
+        let err = cache.check().unwrap_err();
+        let Error::CacheNotPrivate { path, exposure } = &err else { panic!("{mode:o}: {err:?}") };
+        assert_eq!(path, &target);
+        assert_eq!(*exposure, CacheExposure::Writable { mode, folder: target_is_folder });
+        assert_eq!(err.kind(), cba_token::ErrorKind::Input);
+        let shown = err.to_string();
+        let fix = if target_is_folder { "chmod 700" } else { "chmod 600" };
+        assert!(shown.contains(&target.display().to_string()) && shown.contains(fix), "{shown}");
+
+        assert!(cache.get(&key("AA"), now()).is_none(), "{mode:o}: a token from an exposed cache was used");
+        let at = now();
+        let mine = AccessToken::new("mine", "Bearer", at + time::Duration::hours(1), EXO_SCOPE);
+        let refused = cache.put(&key("BB"), &mine, at).unwrap_err();
+        assert!(matches!(refused, Error::CacheNotPrivate { .. }), "{refused:?}");
+        assert_eq!(std::fs::read(&file).unwrap(), before, "{mode:o}: the exposed file was rewritten");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_cache_owned_by_another_user_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("cba");
+    let file = folder.join("tokens.json");
+    planted_cache(&file, "planted");
+    // Only root can give a file away; as another user this checks that our own files pass.
+    if std::os::unix::fs::chown(&file, Some(54321), None).is_err() {
+        TokenCache::with_file(&file).check().unwrap();
+        return;
+    }
+    let cache = TokenCache::with_file(&file);
+    let err = cache.check().unwrap_err();
+    assert!(
+        matches!(&err, Error::CacheNotPrivate { path, exposure: CacheExposure::OtherOwner { owner: 54321, .. } } if path == &file),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("another user"), "{err}");
+    assert!(cache.get(&key("AA"), now()).is_none());
+    std::os::unix::fs::chown(&folder, Some(54321), None).unwrap();
+    assert!(matches!(
+        TokenCache::with_file(&file).check(),
+        Err(Error::CacheNotPrivate { exposure: CacheExposure::OtherOwner { .. }, .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_newer_cache_format_is_a_miss_and_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    // A layout this version does not know, with tokens it must not destroy.
+    let newer = br#"{"version": 2, "tokens": [{"key": "k", "sealed": "..."}]}"#;
+    write_private(&file, newer);
+    let cache = TokenCache::with_file(&file);
+    let err = cache.check().unwrap_err();
+    assert!(matches!(&err, Error::CacheNewerFormat { path, found: 2, supported: 1 } if path == &file), "{err:?}");
+    assert!(err.to_string().contains("left untouched"), "{err}");
+
+    let server = MockServer::start().await;
+    let script = Script::new(vec![token_ok(1, 3599), token_ok(2, 3599)]);
+    serve(&server, &script).await;
+    let clock = clock();
+    let t = client(&server.uri(), &clock, Some(cache)).get_token(&cert(), &Resource::Exchange).await.unwrap();
+    assert!(!t.from_cache, "the token still comes, from the network");
+    assert_eq!(std::fs::read(&file).unwrap(), newer, "not overwritten");
+    let at = now();
+    let put = TokenCache::with_file(&file).put(
+        &key("AA"),
+        &AccessToken::new("x", "Bearer", at + time::Duration::hours(1), EXO_SCOPE),
+        at,
+    );
+    assert!(matches!(put, Err(Error::CacheNewerFormat { .. })), "{put:?}");
+    assert_eq!(std::fs::read(&file).unwrap(), newer);
+    // Clearing is an explicit request: it removes the file.
+    TokenCache::with_file(&file).clear().unwrap();
+    assert!(!file.exists());
 }
 
 #[test]

@@ -7,7 +7,7 @@ use cba_sim::SimTenant;
 use cba_token::admin::{self, DeviceCodeOptions};
 use cba_token::{
     AssertionAlg, AssertionOptions, Authority, ClientCertificate, Clock, Error, ErrorKind, Resource, Sleep, TokenCache,
-    TokenClient, WaitOptions, hint_for,
+    TokenClient, WaitOptions, aadsts_meaning,
 };
 use serde_json::json;
 use time::OffsetDateTime;
@@ -90,7 +90,7 @@ async fn the_sim_accepts_our_ps256_rs256_and_x5c_assertions() {
 }
 
 #[tokio::test]
-async fn sim_refusals_map_to_codes_and_hints() {
+async fn sim_refusals_map_to_codes_and_meanings() {
     let (sim, app_id) = sim_with_app().await;
     let clock = SimClock::new(&sim);
     let c = client(&sim, &clock, AssertionOptions::default());
@@ -111,7 +111,7 @@ async fn sim_refusals_map_to_codes_and_hints() {
     for (cert, resource, code) in cases {
         let err = c.get_token(&cert, &resource).await.unwrap_err();
         assert_eq!(err.aadsts(), &[code], "{err}");
-        assert!(matches!(err, Error::Token { hint, .. } if hint == hint_for(code)));
+        assert!(matches!(err, Error::Token { meaning, .. } if meaning == aadsts_meaning(code)));
         assert_eq!(err.kind(), ErrorKind::Auth);
     }
 }
@@ -244,7 +244,7 @@ async fn device_code_declined_and_expired_in_the_sim() {
         .unwrap_err();
         let expected = if decline { "authorization_declined" } else { "expired_token" };
         assert_eq!(err.oauth_error(), Some(expected), "{err}");
-        assert!(matches!(err, Error::Token { hint: Some(_), .. }));
+        assert!(matches!(err, Error::Token { meaning: Some(_), .. }));
     }
 }
 
@@ -263,4 +263,13 @@ async fn the_sims_admin_token_is_accepted_as_an_existing_token() {
     let sim = SimTenant::builder().start().await;
     let token = admin::existing_token(&sim.admin_token(), "https://graph.microsoft.com", sim.now()).unwrap();
     assert!(token.scope.contains("Application.ReadWrite.All"), "{}", token.scope);
+}
+
+#[tokio::test]
+async fn the_sims_opaque_admin_token_is_accepted_with_an_unknown_expiry() {
+    let sim = SimTenant::builder().start().await;
+    let opaque = sim.admin_token_opaque();
+    let token = admin::existing_token(&opaque, "https://graph.microsoft.com", sim.now()).unwrap();
+    assert_eq!(token.secret(), opaque);
+    assert_eq!(token.expires_at(), None);
 }

@@ -1,10 +1,10 @@
-//! The token endpoint against wiremock: request shape, v1/v2 answers, AADSTS errors and hints, retries.
+//! The token endpoint against wiremock: request shape, v1/v2 answers, AADSTS errors and their meaning, retries.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cba_token::{Error, ErrorKind, Resource, RetryPolicy, WaitOptions, hint_for};
+use cba_token::{Error, ErrorKind, Resource, RetryPolicy, WaitOptions, aadsts_meaning};
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -73,6 +73,40 @@ async fn v1_answers_with_numbers_as_strings_are_understood() {
 }
 
 #[tokio::test]
+async fn out_of_range_lifetimes_are_clamped_or_refused_never_a_panic() {
+    let server = MockServer::start().await;
+    let clock = clock();
+    let max = time::Duration::hours(28);
+    let huge: [serde_json::Value; 4] = [
+        json!(i64::MAX),
+        json!(u64::MAX),
+        json!(i64::MAX.to_string()),
+        json!("340282366920938463463374607431768211455"),
+    ];
+    for expires_in in huge {
+        server.reset().await;
+        let body = json!({"token_type": "Bearer", "expires_in": expires_in, "access_token": access_token(1)});
+        serve(&server, &Script::new(vec![ResponseTemplate::new(200).set_body_json(body)])).await;
+        let result = client(&server.uri(), &clock, None).get_token(&cert(), &Resource::Exchange).await;
+        match result {
+            Ok(token) => assert_eq!(token.expires_on, clock.now() + max, "{expires_in}: clamped to 28 hours"),
+            // Past i128 a string is simply not a number.
+            Err(e) => assert!(matches!(e, Error::UnexpectedResponse { status: 200, .. }), "{expires_in}: {e:?}"),
+        }
+    }
+    for expires_in in [json!(-1), json!(i64::MIN), json!("-5")] {
+        server.reset().await;
+        let body = json!({"token_type": "Bearer", "expires_in": expires_in, "access_token": access_token(1)});
+        serve(&server, &Script::new(vec![ResponseTemplate::new(200).set_body_json(body)])).await;
+        let err = client(&server.uri(), &clock, None).get_token(&cert(), &Resource::Exchange).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::UnexpectedResponse { status: 200, detail, .. } if detail.contains("negative")),
+            "{expires_in}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn malformed_success_bodies_are_errors_that_quote_nothing() {
     let server = MockServer::start().await;
     let script = Script::new(vec![ResponseTemplate::new(200).set_body_json(json!({
@@ -86,7 +120,7 @@ async fn malformed_success_bodies_are_errors_that_quote_nothing() {
 }
 
 #[tokio::test]
-async fn each_aadsts_failure_carries_its_code_ids_and_hint() {
+async fn each_aadsts_failure_carries_its_code_ids_and_meaning() {
     let cases: &[(u16, &str, u32, &str)] = &[
         (
             401,
@@ -121,29 +155,34 @@ async fn each_aadsts_failure_carries_its_code_ids_and_hint() {
         let script = Script::new(vec![oauth_error(status, error, code, message)]);
         serve(&server, &script).await;
         let err = client(&server.uri(), &clock(), None).get_token(&cert(), &Resource::Exchange).await.unwrap_err();
-        let Error::Token { status: s, error: e, aadsts, description, trace_id, correlation_id, hint } = &err else {
+        let Error::Token { status: s, error: e, aadsts, description, trace_id, correlation_id, meaning } = &err else {
             panic!("AADSTS{code}: expected Error::Token, got {err:?}");
         };
         assert_eq!((*s, e.as_str(), aadsts.as_slice()), (status, error, &[code][..]), "AADSTS{code}");
         assert_eq!(&**description, format!("AADSTS{code}: {message}"), "ids and timestamp are split off");
         assert_eq!(trace_id.as_deref(), Some("0e7b6c4c-trace"));
         assert_eq!(correlation_id.as_deref(), Some("9f3d-corr"));
-        assert!(hint.is_some(), "AADSTS{code} needs a hint");
-        assert_eq!(*hint, hint_for(code));
+        assert!(meaning.is_some(), "AADSTS{code} needs a meaning");
+        assert_eq!(*meaning, aadsts_meaning(code));
         assert_eq!(err.kind(), ErrorKind::Auth);
         let shown = err.to_string();
-        assert!(shown.contains(hint.unwrap()) && shown.contains("0e7b6c4c-trace"), "{shown}");
+        assert!(shown.contains(meaning.unwrap()) && shown.contains("0e7b6c4c-trace"), "{shown}");
         assert_eq!(script.count(), 1, "AADSTS{code} is not worth retrying");
     }
 }
 
 #[test]
-fn hints_differ_where_the_advice_differs() {
-    assert_ne!(hint_for(700027), hint_for(700024));
-    assert!(hint_for(700024).unwrap().contains("clock"));
-    assert!(hint_for(700016).unwrap().contains("--client-id"));
-    assert!(hint_for(90002).unwrap().contains("--tenant"));
-    assert_eq!(hint_for(12345), None);
+fn meanings_are_neutral_and_differ_where_the_cause_differs() {
+    assert_ne!(aadsts_meaning(700027), aadsts_meaning(700024));
+    assert!(aadsts_meaning(700024).unwrap().contains("clock"));
+    assert!(aadsts_meaning(700027).unwrap().contains("replicate"));
+    assert!(aadsts_meaning(700016).unwrap().contains("client id"));
+    assert_eq!(aadsts_meaning(12345), None);
+    // Libraries speak data: what to run next is the CLI's to say.
+    for &code in cba_token::AADSTS_CODES {
+        let meaning = aadsts_meaning(code).unwrap();
+        assert!(!meaning.contains("cba ") && !meaning.contains("--"), "AADSTS{code}: {meaning}");
+    }
 }
 
 #[tokio::test]
