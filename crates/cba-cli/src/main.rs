@@ -6,6 +6,7 @@ mod cmd;
 mod connect;
 mod exit;
 mod fsutil;
+mod hints;
 mod http;
 mod output;
 mod profile;

@@ -65,7 +65,16 @@ pub fn from_sources(args: &PasswordArgs, default_envs: &[&str]) -> anyhow::Resul
         std::io::stdin()
             .read_to_string(&mut text)
             .map_err(|e| fail(Exit::BadInput, format!("cannot read the password from standard input: {e}")))?;
-        return Ok(Some(Password::new(first_line(&text))));
+        let line = first_line(&text);
+        // An empty password would write a PFX anyone can open: that takes --no-password, said out loud.
+        if line.is_empty() {
+            return Err(fail(
+                Exit::BadInput,
+                "the password from standard input (--password-stdin) is empty; for a PFX without a password use \
+                 --no-password instead",
+            ));
+        }
+        return Ok(Some(Password::new(line)));
     }
     for var in default_envs {
         if let Ok(v) = std::env::var(var)

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use crate::Global;
 use crate::exit::{Exit, ExitExt as _, fail};
 use crate::fsutil::{self, Mode};
+use crate::hints;
 use crate::output::{self, OutputFormat, Style};
 use crate::secrets::{self, PasswordArgs, Purpose};
 
@@ -207,7 +208,7 @@ fn report(identity: &Identity, now: OffsetDateTime, need_key: bool) -> Report {
         problems: identity
             .problems(now, need_key)
             .iter()
-            .map(|p| ProblemJson { code: p.code(), message: p.to_string() })
+            .map(|p| ProblemJson { code: p.code(), message: hints::with_hint(p, hints::cert_problem_hint(p)) })
             .collect(),
         files: None,
     }
@@ -235,13 +236,17 @@ pub fn check_file_name(name: &str) -> anyhow::Result<()> {
 /// folder, all or none, never replacing a file without `force`.
 pub fn make_certificate(name: &str, options: &NewCertOptions, style: Style) -> anyhow::Result<MadeCertificate> {
     check_file_name(name)?;
-    if !options.out_dir.is_dir() {
+    let out_dir = &options.out_dir;
+    if out_dir.exists() && !out_dir.is_dir() {
         return Err(fail(
             Exit::BadInput,
-            format!(
-                "the output folder {} does not exist; create it or choose another --out-dir",
-                options.out_dir.display()
-            ),
+            format!("--out-dir {} is a file, not a folder; give the folder to write NAME.pfx into", out_dir.display()),
+        ));
+    }
+    if !out_dir.is_dir() {
+        return Err(fail(
+            Exit::BadInput,
+            format!("the output folder {} does not exist; create it or choose another --out-dir", out_dir.display()),
         ));
     }
     let pfx_path = options.out_dir.join(format!("{name}.pfx"));
@@ -277,7 +282,8 @@ pub fn make_certificate(name: &str, options: &NewCertOptions, style: Style) -> a
     for dns in &options.dns {
         request = request.dns_name(dns);
     }
-    let identity = cba_cert::generate(&request).exit(Exit::BadInput)?;
+    let identity = cba_cert::generate(&request)
+        .map_err(|e| fail(Exit::BadInput, hints::with_hint(&e, hints::cert_error_hint(&e))))?;
     let format = match options.pfx_format {
         PfxKind::Modern => PfxFormat::Modern,
         PfxKind::Legacy => PfxFormat::Legacy,
@@ -332,7 +338,10 @@ fn show(args: ShowArgs, global: &Global) -> anyhow::Result<()> {
     let problems = identity.problems(OffsetDateTime::now_utc(), is_pfx);
     match problems.first() {
         None => Ok(()),
-        Some(p) => Err(fail(Exit::BadInput, format!("{}: {p}", args.file.display()))),
+        Some(p) => Err(fail(
+            Exit::BadInput,
+            format!("{}: {}", args.file.display(), hints::with_hint(p, hints::cert_problem_hint(p))),
+        )),
     }
 }
 
@@ -347,7 +356,9 @@ pub fn open_with_password(
     bytes: &[u8],
     password: &PasswordArgs,
 ) -> anyhow::Result<(Identity, Option<Password>)> {
-    let named = |e: cba_cert::Error| fail(Exit::BadInput, format!("{}: {e}", path.display()));
+    let named = |e: cba_cert::Error| {
+        fail(Exit::BadInput, format!("{}: {}", path.display(), hints::with_hint(&e, hints::cert_error_hint(&e))))
+    };
     let given = secrets::from_sources(password, OPEN_PASSWORD_ENVS)?;
     match cba_cert::load(bytes, given.as_ref()) {
         Ok(identity) => Ok((identity, given)),

@@ -2,7 +2,17 @@
 
 use std::fs;
 
-use super::{assert_code, cba, json, mode, run, stderr, stdout};
+use super::{APP, Tenant, assert_code, cba, json, mode, run, stderr, stdout};
+
+/// Run openssl in `dir` (required: .ci/run installs it; never skipped).
+fn openssl(args: &[&str], dir: &std::path::Path) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("openssl is required by these tests ({e})"));
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
 
 const JSON_KEYS: &[&str] = &[
     "subject",
@@ -198,6 +208,9 @@ fn bad_files_get_their_own_message_and_exit_3() {
         assert_code(&o, 3);
         assert!(stderr(&o).contains(name) && stderr(&o).contains(expected), "{name}: {}", stderr(&o));
     }
+    // The library says what is wrong; the CLI says which command fixes it.
+    let o = run(cba().args(["cert", "show"]).arg(dir.path().join("expired.cer")), None);
+    assert!(stderr(&o).contains("`cba cert rotate`"), "{}", stderr(&o));
     let o = run(cba().args(["cert", "show"]).arg(dir.path().join("missing.pfx")), None);
     assert_code(&o, 3);
     assert!(stderr(&o).contains("missing.pfx") && stderr(&o).contains("check the path"), "{}", stderr(&o));
@@ -260,4 +273,95 @@ fn help_has_examples_and_completions_generate() {
         assert_code(&o, 0);
         assert!(stdout(&o).contains("cert"), "{shell}");
     }
+}
+
+#[test]
+fn an_empty_password_from_stdin_is_refused_unless_no_password_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    for input in ["", "\n", "\r\n"] {
+        let o = run(
+            cba().args(["cert", "new", "--name", "e", "--password-stdin", "--out-dir"]).arg(dir.path()),
+            Some(input),
+        );
+        assert_code(&o, 3);
+        assert!(stderr(&o).contains("empty") && stderr(&o).contains("--no-password"), "{input:?}: {}", stderr(&o));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "{input:?}: nothing written");
+    }
+    // Saying so is the way to an unprotected PFX.
+    let o = run(cba().args(["cert", "new", "--name", "e", "--no-password", "--out-dir"]).arg(dir.path()), None);
+    assert_code(&o, 0);
+    // Opening with an empty stdin password is refused the same way (like an empty --password-file).
+    let o = run(cba().args(["cert", "show", "--password-stdin"]).arg(dir.path().join("e.pfx")), Some("\n"));
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn setup_refuses_an_empty_password_from_stdin() {
+    let t = Tenant::start(cba_sim::SimTenant::builder()).await;
+    let args = ["setup", "--tenant", t.sim.tenant_domain(), "--name", APP, "--password-stdin", "--wait", "10s"];
+    let o = run(&mut t.cmd(&args), Some("\n"));
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("--no-password"), "{}", stderr(&o));
+    assert!(!t.dir.path().join(format!("{APP}.pfx")).exists(), "no unprotected PFX");
+}
+
+#[test]
+fn pfx_failures_say_what_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    // An RSA-1024 PFX: the key is too small, not "corrupt".
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "c.pem",
+            "-days",
+            "3",
+            "-subj",
+            "/CN=small",
+        ],
+        dir.path(),
+    );
+    openssl(
+        &["pkcs12", "-export", "-in", "c.pem", "-inkey", "k.pem", "-out", "small.pfx", "-passout", "pass:pw"],
+        dir.path(),
+    );
+    let o = run(cba().args(["cert", "show"]).arg(dir.path().join("small.pfx")).env("CBA_PFX_PASSWORD", "pw"), None);
+    assert_code(&o, 3);
+    let err = stderr(&o);
+    assert!(err.contains("small.pfx") && err.contains("too small (1024-bit)") && err.contains("2048"), "{err}");
+    assert!(!err.contains("corrupt") && !err.contains("TooSmall"), "{err}");
+
+    // One changed byte in the integrity check: with the right password that is damage, not the password.
+    let id = cba_cert::generate(&cba_cert::NewCertificate::new("d")).unwrap();
+    let pfx = id.to_pfx(Some(&cba_cert::Password::new("pw")), cba_cert::PfxFormat::Modern).unwrap();
+    let mac = (0..pfx.len() - 34).rev().find(|&i| pfx[i] == 0x04 && pfx[i + 1] == 0x20).unwrap() + 2;
+    let mut damaged = pfx.clone();
+    damaged[mac + 3] ^= 0x40;
+    let path = dir.path().join("damaged.pfx");
+    fs::write(&path, &damaged).unwrap();
+    let o = run(cba().args(["cert", "show"]).arg(&path).env("CBA_PFX_PASSWORD", "pw"), None);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("damaged") && !stderr(&o).contains("wrong password"), "{}", stderr(&o));
+    // With another password PKCS#12 cannot tell, and says both.
+    let o = run(cba().args(["cert", "show"]).arg(&path).env("CBA_PFX_PASSWORD", "other"), None);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("wrong password, or the PKCS#12 file is damaged"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_out_dir_that_is_a_file_is_called_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file.pfx");
+    fs::write(&file, b"x").unwrap();
+    let o = run(cba().args(["cert", "new", "--name", "n", "--no-password", "--out-dir"]).arg(&file), None);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("is a file, not a folder") && stderr(&o).contains("file.pfx"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("does not exist"), "{}", stderr(&o));
 }
