@@ -5,7 +5,6 @@
 
 /// What to do about a token endpoint refusal: keyed on the first AADSTS code with a hint, else the OAuth
 /// `error` (device-code terminal states). Looks through [`cba_token::Error::GaveUp`] to the last failure.
-#[allow(dead_code, reason = "the error mapping in connect.rs calls it once wired")]
 pub fn token_hint(e: &cba_token::Error) -> Option<String> {
     e.aadsts()
         .iter()

@@ -11,6 +11,7 @@ mod http;
 mod output;
 mod profile;
 mod secrets;
+mod settings;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -58,6 +59,7 @@ enum Command {
     /// Remove the app, its service principal, grant and role assignments (asks first).
     Teardown(Box<cmd::teardown::Args>),
     /// The whole flow against a simulated tenant, in-process: setup, status, token, rotate, status, teardown.
+    #[cfg(feature = "sim")]
     Demo(cmd::demo::Args),
     /// Get an app-only access token with the app's certificate (for scripts: `$(cba token)`).
     Token(Box<cmd::token::Args>),
@@ -65,6 +67,7 @@ enum Command {
     #[command(subcommand)]
     Exo(Box<cmd::exo::Command>),
     /// A strict local simulated tenant (login, Graph, Exchange) for tests, demos and pipelines.
+    #[cfg(feature = "sim")]
     #[command(subcommand)]
     Sim(cmd::sim::Command),
     /// Print a shell completion script.
@@ -80,8 +83,10 @@ impl Command {
             Command::Setup(_) => "setup",
             Command::Status(_) => "status",
             Command::Teardown(_) => "teardown",
+            #[cfg(feature = "sim")]
             Command::Demo(_) => "demo",
             Command::Token(_) => "token",
+            #[cfg(feature = "sim")]
             Command::Sim(_) => "sim",
             Command::Completions(_) => "completions",
         };
@@ -122,9 +127,11 @@ fn main() -> ExitCode {
         Command::Setup(a) => cmd::setup::run(*a, &global),
         Command::Status(a) => cmd::status::run(*a, &global),
         Command::Teardown(a) => cmd::teardown::run(*a, &global),
+        #[cfg(feature = "sim")]
         Command::Demo(a) => cmd::demo::run(a, &global),
         Command::Token(a) => cmd::token::run(*a, &global),
         Command::Exo(c) => cmd::exo::run(*c, &global),
+        #[cfg(feature = "sim")]
         Command::Sim(c) => cmd::sim::run(c),
         Command::Completions(a) => cmd::completions::run(a),
     });
@@ -134,6 +141,9 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = exit::code_for(&e);
             let _ = writeln!(std::io::stderr(), "{} {e:#}", style.error("error:"));
+            if let Some(hint) = http::tls_hint(&e) {
+                let _ = writeln!(std::io::stderr(), "  hint: {hint}");
+            }
             ExitCode::from(code as u8)
         }
     }

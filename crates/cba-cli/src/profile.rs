@@ -1,109 +1,29 @@
-//! The profile file `cba setup` writes so later commands need no flags (docs/profile.md).
+//! The profile file `cba setup` writes so later commands need no flags (docs/profile.md): the library's
+//! `Profile` kept as JSON beside the certificates, atomically, 0600.
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use cba_lifecycle::profile::VERSION;
+pub use cba_lifecycle::profile::{CertificateRef, Endpoints, Profile, ProfileStore};
 
 use crate::exit::{Exit, fail};
 use crate::fsutil::{self, Mode};
 
-/// Current format version. Readers refuse newer versions with a clear message.
-pub const VERSION: u32 = 1;
-
-/// Everything needed to get a token and check the setup; no secrets (the PFX password stays in the
-/// environment, a file or a prompt).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Profile {
-    pub version: u32,
-    /// `global`, `usgov-high`, `usgov-dod` or `china`.
-    pub cloud: String,
-    /// Roots actually used (the cloud's defaults, or the overrides given to setup).
-    pub endpoints: Endpoints,
-    /// Setup stopped before its end: the ids below are those known so far (empty when not yet known).
-    /// `cba setup` with this profile finishes the job; the other commands refuse it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub incomplete: bool,
-    /// The tenant id (GUID), or the tenant as given to setup until the id is known.
-    #[serde(default)]
-    pub tenant_id: String,
-    /// The primary `*.onmicrosoft.com` domain (Connect-ExchangeOnline -Organization).
-    pub tenant_domain: Option<String>,
-    pub app_name: String,
-    /// The application (client) id.
-    #[serde(default)]
-    pub app_id: String,
-    /// The application object id.
-    #[serde(default)]
-    pub app_object_id: String,
-    #[serde(default)]
-    pub service_principal_id: String,
-    /// The Exchange.ManageAsApp app role assignment id.
-    #[serde(default)]
-    pub grant_id: Option<String>,
-    #[serde(default)]
-    pub role_assignments: Vec<RoleAssignment>,
-    /// The certificate the app signs in with.
-    pub certificate: CertificateRef,
-    /// During a rotation: the certificate being replaced (still registered until the rotation finishes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_certificate: Option<CertificateRef>,
-    /// During a rotation: the new certificate, made and perhaps registered, not yet proven to work.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_certificate: Option<CertificateRef>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Endpoints {
-    pub login: String,
-    pub graph: String,
-    pub exchange: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoleAssignment {
-    pub role: String,
-    pub template_id: String,
-    pub id: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CertificateRef {
-    /// The PFX (or PEM with key) used for signing.
+/// A profile in a JSON file. Certificate paths inside the profile's folder are stored relative to it, so
+/// the folder can move.
+#[derive(Debug, Clone)]
+pub struct FileStore {
     pub path: PathBuf,
-    /// The DER certificate, when one was written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cer_path: Option<PathBuf>,
-    pub thumbprint_sha1: String,
-    pub thumbprint_sha256: String,
-    pub not_after: String,
-    /// Graph's `keyId` of this certificate on the app (what `removeKey` needs), when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
 }
 
-impl CertificateRef {
-    /// The reference for `certificate` stored at `path` (and `cer_path`).
-    pub fn new(certificate: &cba_cert::Certificate, path: PathBuf, cer_path: Option<PathBuf>) -> CertificateRef {
-        CertificateRef {
-            path,
-            cer_path,
-            thumbprint_sha1: certificate.thumbprint_sha1_hex(),
-            thumbprint_sha256: certificate.thumbprint_sha256_hex(),
-            not_after: cba_token::jwt::rfc3339(certificate.not_after()),
-            key_id: None,
-        }
+impl FileStore {
+    pub fn new(path: impl Into<PathBuf>) -> FileStore {
+        FileStore { path: path.into() }
     }
 
-    fn certs_mut(profile: &mut Profile) -> impl Iterator<Item = &mut CertificateRef> {
-        std::iter::once(&mut profile.certificate)
-            .chain(profile.previous_certificate.as_mut())
-            .chain(profile.pending_certificate.as_mut())
-    }
-}
-
-impl Profile {
-    /// Read and validate a profile; relative certificate paths are resolved against the profile's folder.
-    pub fn load(path: &Path) -> anyhow::Result<Profile> {
+    /// Read and validate the profile; relative certificate paths are resolved against its folder.
+    pub fn read(&self) -> anyhow::Result<Profile> {
+        let path = &self.path;
         let bytes = fsutil::read(path)?;
         let mut profile: Profile = serde_json::from_slice(&bytes).map_err(|e| {
             fail(Exit::BadInput, format!("{} is not a cba profile ({e}); run `cba setup` to write one", path.display()))
@@ -118,8 +38,11 @@ impl Profile {
                 ),
             ));
         }
+        if let Err(e) = profile.cloud.parse::<cba_token::Cloud>() {
+            return Err(fail(Exit::BadInput, format!("{}: {e}", path.display())));
+        }
         let base = folder(path);
-        for cert in CertificateRef::certs_mut(&mut profile) {
+        for cert in profile.certificates_mut() {
             if cert.path.is_relative() {
                 cert.path = base.join(&cert.path);
             }
@@ -132,27 +55,15 @@ impl Profile {
         Ok(profile)
     }
 
-    /// Refuse a profile whose setup did not finish (every command but setup and teardown).
-    pub fn require_complete(&self, path: &Path) -> anyhow::Result<()> {
-        if self.incomplete {
-            return Err(fail(
-                Exit::BadInput,
-                format!(
-                    "{}: the setup of app {:?} did not finish; run `cba setup --profile {}` again to finish it",
-                    path.display(),
-                    self.app_name,
-                    path.display()
-                ),
-            ));
-        }
-        Ok(())
+    /// Read it if the file exists.
+    pub fn read_if_present(&self) -> anyhow::Result<Option<Profile>> {
+        if self.path.exists() { self.read().map(Some) } else { Ok(None) }
     }
 
-    /// Write atomically, 0600 (it names the certificate that can sign in as the app). Certificate paths
-    /// inside the profile's folder are stored relative to it, so the folder can move.
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let mut stored = self.clone();
-        if let Ok(base) = std::path::absolute(folder(path)) {
+    /// Write atomically, 0600 (it names the certificate that can sign in as the app).
+    pub fn write(&self, profile: &Profile) -> anyhow::Result<()> {
+        let mut stored = profile.clone();
+        if let Ok(base) = std::path::absolute(folder(&self.path)) {
             let relative = |p: &mut PathBuf| {
                 if let Ok(abs) = std::path::absolute(&*p)
                     && let Ok(rel) = abs.strip_prefix(&base)
@@ -160,7 +71,7 @@ impl Profile {
                     *p = rel.to_path_buf();
                 }
             };
-            for cert in CertificateRef::certs_mut(&mut stored) {
+            for cert in stored.certificates_mut() {
                 relative(&mut cert.path);
                 if let Some(cer) = &mut cert.cer_path {
                     relative(cer);
@@ -169,7 +80,37 @@ impl Profile {
         }
         let mut json = serde_json::to_vec_pretty(&stored)?;
         json.push(b'\n');
-        fsutil::write_atomic(path, &json, Mode::Private, true)
+        fsutil::write_atomic(&self.path, &json, Mode::Private, true)
+    }
+
+    /// Refuse a profile whose setup did not finish (every command but setup and teardown).
+    pub fn require_complete(&self, profile: &Profile) -> anyhow::Result<()> {
+        if profile.incomplete {
+            return Err(fail(
+                Exit::BadInput,
+                format!(
+                    "{}: the setup of app {:?} did not finish; run `cba setup --profile {}` again to finish it",
+                    self.path.display(),
+                    profile.app_name,
+                    self.path.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ProfileStore for FileStore {
+    fn load(&self) -> Result<Option<Profile>, cba_http::BoxError> {
+        self.read_if_present().map_err(Into::into)
+    }
+
+    fn save(&self, profile: &Profile) -> Result<(), cba_http::BoxError> {
+        self.write(profile).map_err(Into::into)
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
     }
 }
 

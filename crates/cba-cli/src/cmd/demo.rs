@@ -15,11 +15,14 @@ use serde::Serialize;
 use crate::Global;
 use crate::cmd::cert::NewCertOptions;
 use crate::cmd::{rotate, setup, status, teardown};
-use crate::connect::{self, Admin, Ui, Urls};
+use cba_lifecycle::{AdminCredential, RotateRequest, TeardownRequest};
+
+use crate::connect::{self, Ui};
 use crate::exit::{Exit, fail};
 use crate::output;
-use crate::profile::Profile;
+use crate::profile::FileStore;
 use crate::secrets::PasswordArgs;
+use crate::settings::Urls;
 
 const APP: &str = "contoso-exo";
 
@@ -142,7 +145,8 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
         graph: sim.graph_url().to_string(),
         exchange: sim.exchange_url().to_string(),
     };
-    let admin = || Admin::Token(zeroize::Zeroizing::new(sim.admin_token()));
+    let admin = || AdminCredential::Token(zeroize::Zeroizing::new(sim.admin_token()));
+    let store = FileStore::new(folder.join(format!("{APP}.profile.json")));
     let profile_path = folder.join(format!("{APP}.profile.json"));
     let unprotected = PasswordArgs { unprotected: true, ..PasswordArgs::default() };
     let mut demo = Demo { ui, steps: Vec::new(), total: 6 };
@@ -174,7 +178,7 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
             wait: Duration::from_secs(120),
             ui,
         };
-        let report = setup::execute(&settings).await?;
+        let report = setup::execute(&settings).await?.report;
         let state = sim.state().await;
         let t = state.primary();
         check(t.applications.len() == 1, format!("{} apps in the tenant, expected 1", t.applications.len()))?;
@@ -208,13 +212,16 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
         );
         let t = Instant::now();
         let outcome = async {
-            let profile = Profile::load(&profile_path)?;
+            let profile = store.read()?;
             let bytes = crate::fsutil::read(&profile.certificate.path)?;
             let identity = crate::cmd::cert::open(&profile.certificate.path, &bytes, &unprotected)?;
             let cert = ClientCertificate::new(identity, &profile.tenant_id, &profile.app_id)
                 .map_err(|e| fail(Exit::BadInput, e))?;
             let role_ids = [wellknown::EXCHANGE_ADMINISTRATOR.template_id];
-            let proof = connect::prove(&urls, &cert, Duration::from_secs(60), &role_ids, ui).await?;
+            let services = connect::services(&urls, ui)?;
+            let proof = cba_lifecycle::prove(&services, &cert, Duration::from_secs(60), &role_ids)
+                .await
+                .map_err(connect::lifecycle_failure)?;
             check(proof.roles.iter().any(|r| r == EXCHANGE_MANAGE_AS_APP), "the token lacks Exchange.ManageAsApp")?;
             Ok(format!(
                 "an Exchange token with roles [{}] and wids [{}]",
@@ -240,20 +247,9 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
         );
         let t = Instant::now();
         let outcome = async {
-            let profile = Profile::load(&profile_path)?;
-            let old = profile.certificate.thumbprint_sha1.clone();
-            let settings = rotate::Settings {
-                profile_path: profile_path.clone(),
-                profile,
-                if_expiring_within: None,
-                days: 365,
-                password: unprotected.clone(),
-                urls: urls.clone(),
-                admin: None,
-                wait: Duration::from_secs(120),
-                ui,
-            };
-            let report = rotate::execute(settings).await?;
+            let old = store.read()?.certificate.thumbprint_sha1;
+            let request = RotateRequest { if_expiring_within: None, days: 365, wait: Duration::from_secs(120) };
+            let report = rotate::execute(&store, &urls, None, &unprotected, &request, ui).await?;
             let new = report.new_thumbprint_sha1.clone().unwrap_or_default();
             let state = sim.state().await;
             let keys: Vec<&str> = state
@@ -264,7 +260,7 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
                 .map(|k| k.thumbprint_sha1.as_str())
                 .collect();
             check(keys == [new.as_str()], format!("the app's certificates are {keys:?}, expected only the new {new}"))?;
-            let profile = Profile::load(&profile_path)?;
+            let profile = store.read()?;
             check(
                 profile.certificate.thumbprint_sha1 == new && profile.previous_certificate.is_none(),
                 "the profile does not name the new certificate alone",
@@ -296,17 +292,20 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
     );
     let t = Instant::now();
     let outcome = async {
-        let profile = Profile::load(&profile_path).ok();
-        let app = match &profile {
-            Some(p) if !p.app_object_id.is_empty() => cba_graph::provision::AppRef::ObjectId(p.app_object_id.clone()),
-            _ => cba_graph::provision::AppRef::Name(APP.to_string()),
+        let profile = store.read().ok();
+        let request = match &profile {
+            Some(p) => TeardownRequest::for_profile(p),
+            None => TeardownRequest {
+                tenant: sim.tenant_domain().to_string(),
+                app: cba_graph::provision::AppRef::Name(APP.to_string()),
+                label: format!("{APP:?}"),
+                interrupted_setup: None,
+            },
         };
         let settings = teardown::Settings {
-            profile_path: Some(profile_path.clone()),
+            store: Some(store.clone()),
             profile,
-            tenant: sim.tenant_domain().to_string(),
-            app,
-            app_label: format!("{APP:?}"),
+            request,
             urls: urls.clone(),
             admin: admin(),
             delete_files: false,
@@ -352,7 +351,7 @@ async fn status_step(
     profile_path: &Path,
     password: &PasswordArgs,
     urls: &Urls,
-    admin: Admin,
+    admin: AdminCredential,
 ) -> bool {
     let command = format!("cba status --profile {} --admin token", profile_path.display());
     demo.announce(
@@ -366,7 +365,7 @@ async fn status_step(
     let t = Instant::now();
     let ui = demo.ui;
     let outcome = async {
-        let profile = Profile::load(profile_path)?;
+        let profile = FileStore::new(profile_path).read()?;
         let settings = status::Settings {
             profile_path: Some(profile_path.to_path_buf()),
             target: status::Target::from_profile(&profile),

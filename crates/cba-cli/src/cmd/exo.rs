@@ -18,10 +18,10 @@ use serde::Serialize;
 
 use crate::Global;
 use crate::cmd::token::{Credentials, certificate_source};
-use crate::connect::AppArgs;
 use crate::exit::{Exit, ExitExt as _, fail};
 use crate::output::exo::{PagedItems, WriteError};
 use crate::output::{self, OutputFormat};
+use crate::settings::AppArgs;
 use cba_token::Resource;
 
 const INVOKE_EXAMPLES: &str = "\
@@ -67,7 +67,7 @@ pub struct ConnectionArgs {
     #[command(flatten)]
     pub app: AppArgs,
     /// The Microsoft cloud: global, usgov-high, usgov-dod or china.
-    #[arg(long, value_name = "CLOUD", value_parser = crate::connect::parse_cloud)]
+    #[arg(long, value_name = "CLOUD", value_parser = crate::settings::parse_cloud)]
     pub cloud: Option<cba_token::Cloud>,
     /// Another login root, e.g. `cba sim serve`'s login_url [env: AZURE_AUTHORITY_HOST].
     #[arg(long, value_name = "URL")]
@@ -103,14 +103,7 @@ fn env(name: &str) -> Option<String> {
 
 /// Flags, then the profile, then the environment, then the cloud's defaults (as `cba token`).
 fn connect(conn: &ConnectionArgs) -> anyhow::Result<Connection> {
-    let profile = match crate::connect::profile_path(conn.app.profile.clone()) {
-        Some(path) => {
-            let profile = crate::profile::Profile::load(&path)?;
-            profile.require_complete(&path)?;
-            Some(profile)
-        }
-        None => None,
-    };
+    let profile = crate::settings::complete_profile(conn.app.profile.clone())?;
     let flags = Credentials {
         cloud: conn.cloud,
         authority_host: conn.authority_host.clone(),
@@ -132,8 +125,8 @@ fn connect(conn: &ConnectionArgs) -> anyhow::Result<Connection> {
     let exchange_url = conn
         .exchange_url
         .clone()
-        .or_else(|| env("CBA_EXCHANGE_URL"))
         .or_else(|| profile.as_ref().map(|p| p.endpoints.exchange.clone()).filter(|u| !u.is_empty()))
+        .or_else(|| env("CBA_EXCHANGE_URL"))
         .unwrap_or_else(|| creds.cloud.unwrap_or_default().endpoints().exchange_root);
     let (client_id, cert) = (creds.client_id.clone(), creds.cert.clone());
     let tokens = match &conn.access_token_env {

@@ -10,23 +10,22 @@
 //! tenant id are read off the token.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cba_graph::Replication;
-use cba_graph::provision::{self, AppRef, StatusRequest};
-use cba_graph::wellknown::{self, EXCHANGE_MANAGE_AS_APP, Role};
-use cba_token::{ClientCertificate, Resource, WaitOptions};
-use serde::Serialize;
-use time::OffsetDateTime;
+use cba_graph::wellknown::{self, Role};
+use cba_lifecycle::AdminCredential;
+use cba_lifecycle::status::{CertificateInput, Remedy, StatusReport, StatusRequest};
 
 use crate::Global;
 use crate::cmd::cert;
 use crate::cmd::token::Credentials;
-use crate::connect::{self, Admin, AdminArgs, AppArgs, EndpointArgs, Ui, Urls};
+use crate::connect::{self, Ui};
 use crate::exit::{Exit, fail};
 use crate::output;
-use crate::profile::Profile;
+use crate::profile::{FileStore, Profile};
 use crate::secrets::PasswordArgs;
+use crate::settings::{self, AdminArgs, AppArgs, EndpointArgs, Urls};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -58,7 +57,7 @@ pub struct Args {
     #[command(flatten)]
     pub admin: AdminArgs,
     /// Keep trying the token through replication (AADSTS700016/700027) for up to DURATION [default: one try].
-    #[arg(long, value_name = "DURATION", value_parser = connect::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = settings::parse_duration)]
     pub wait: Option<Duration>,
 }
 
@@ -168,7 +167,7 @@ pub struct Settings {
     pub password: PasswordArgs,
     pub urls: Urls,
     /// Also check Graph with the administrator's token.
-    pub admin: Option<Admin>,
+    pub admin: Option<AdminCredential>,
     pub wait: Option<Duration>,
     /// [`Replication::Expected`] only right after a setup (the demo): a grant or role assignment Graph does
     /// not list yet is then waited out instead of reported missing.
@@ -176,48 +175,13 @@ pub struct Settings {
     pub ui: Ui,
 }
 
-/// One check.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    /// Stable id: certificate_file, days_left, app, certificate_registered, service_principal, grant, role, token.
-    pub check: &'static str,
-    /// true passed, false failed, null not checked (an earlier link failed).
-    pub ok: Option<bool>,
-    /// Passed, but needs attention soon (certificate under 30 days).
-    pub warning: bool,
-    pub detail: String,
-    /// Where the answer comes from: file, graph or token.
-    pub source: &'static str,
-}
-
-/// The JSON document of `cba status` (docs/cli-json.md).
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub ok: bool,
-    /// Null when the app was named by flags or the environment.
-    pub profile: Option<String>,
-    /// Null when neither a profile, Graph nor a token told it.
-    pub app_name: Option<String>,
-    pub app_id: String,
-    /// The tenant id from the profile or the token (else the tenant as given).
-    pub tenant_id: String,
-    pub checks: Vec<Check>,
-    pub requests: u32,
-    pub elapsed_ms: u64,
-}
-
-impl Report {
-    pub fn failed(&self) -> Vec<&Check> {
-        self.checks.iter().filter(|c| c.ok == Some(false)).collect()
-    }
-}
-
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let env = |k: &str| std::env::var(k).ok();
-    let profile = match connect::profile_path(args.app.profile.clone()) {
+    let profile = match settings::profile_path(args.app.profile.clone()) {
         Some(path) => {
-            let profile = Profile::load(&path)?;
-            profile.require_complete(&path)?;
+            let store = FileStore::new(path.clone());
+            let profile = store.read()?;
+            store.require_complete(&profile)?;
             Some((path, profile))
         }
         None => None,
@@ -236,11 +200,11 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         ui: Ui { style: global.style, all_waits: false },
     };
     let report = crate::runtime()?.block_on(execute(&settings))?;
-    print(&report, global)?;
+    output::print_document(global.output, &report, text)?;
     verdict(&report)
 }
 /// Exit 7 naming the failed checks.
-pub fn verdict(report: &Report) -> anyhow::Result<()> {
+pub fn verdict(report: &StatusReport) -> anyhow::Result<()> {
     let failed = report.failed();
     if failed.is_empty() {
         return Ok(());
@@ -249,286 +213,62 @@ pub fn verdict(report: &Report) -> anyhow::Result<()> {
     Err(fail(Exit::Verify, format!("{} check(s) failed: {}", failed.len(), names.join("; "))))
 }
 
-fn check(check: &'static str, ok: Option<bool>, source: &'static str, detail: impl Into<String>) -> Check {
-    Check { check, ok, warning: false, detail: detail.into(), source }
-}
-
-/// Run every check. Errors only for what makes checking impossible (an unusable profile, no network to
-/// the admin's sign-in); failed links are in the report.
-pub async fn execute(s: &Settings) -> anyhow::Result<Report> {
-    let started = Instant::now();
+/// Run every check (cba-lifecycle's diagnosis), then say in each failed check what to run.
+pub async fn execute(s: &Settings) -> anyhow::Result<StatusReport> {
     let t = &s.target;
-    let now = OffsetDateTime::now_utc();
-    let mut checks = Vec::new();
-    let mut requests = 0;
-    let mut app_name = t.app_name.clone();
-    let mut tenant_id = t.tenant.clone();
-    let role_ids: Vec<&str> = t.roles.iter().map(|r| r.template_id).collect();
-    let role_names: Vec<&str> = t.roles.iter().map(|r| r.name).collect();
-    let fix =
-        if s.profile_path.is_some() { "rerun `cba setup` with this profile" } else { "run `cba setup` for this app" };
-
-    // The certificate file.
     let path = &t.cert_path;
-    let mut thumbprint = t.expected_thumbprint.clone();
-    let identity = match crate::fsutil::read(path).and_then(|bytes| cert::open(path, &bytes, &s.password)) {
-        Ok(identity) => {
-            let matches = identity.key_matches();
-            let found = identity.certificate.thumbprint_sha1_hex();
-            let expected = thumbprint.get_or_insert_with(|| found.clone()).clone();
-            let same = found.eq_ignore_ascii_case(&expected);
-            let ok = matches == Some(true) && same;
-            let detail = match (matches, same) {
-                (Some(true), true) => format!("{}: private key matches, thumbprint {found}", path.display()),
-                (None, _) => format!("{}: no private key in the file: point the profile at the PFX", path.display()),
-                (Some(false), _) => format!("{}: the private key does not belong to the certificate", path.display()),
-                (Some(true), false) => format!(
-                    "{}: holds certificate {found}, the profile expects {expected}: restore the file or rerun `cba setup --cert`",
-                    path.display(),
-                ),
-            };
-            checks.push(check("certificate_file", Some(ok), "file", detail));
-            let days = cba_cert::days_left(identity.certificate.not_after(), now);
-            let mut days_check = check(
-                "days_left",
-                Some(days > 0 && identity.certificate.is_valid_at(now)),
-                "file",
-                if days > 0 {
-                    format!("{days} days (until {})", cba_token::jwt::rfc3339(identity.certificate.not_after()))
-                } else {
-                    "expired: run `cba cert rotate --admin ...`".to_string()
-                },
-            );
-            if (0..30).contains(&days) {
-                days_check.warning = true;
-                days_check.detail.push_str(": rotate soon (`cba cert rotate`)");
-            }
-            checks.push(days_check);
-            ok.then_some(identity)
-        }
-        Err(e) => {
-            checks.push(check("certificate_file", Some(false), "file", format!("{e:#}")));
-            checks.push(check("days_left", None, "file", "certificate not readable"));
-            None
-        }
-    };
-    let thumbprint_text = thumbprint.clone().unwrap_or_else(|| "(unknown)".into());
-
-    // Graph, with the admin's token.
-    if let Some(admin) = &s.admin {
-        let (tokens, tid) = connect::admin_tokens(admin, &s.urls, &t.tenant, s.ui).await?;
-        if let Some(tid) = tid {
-            tenant_id = tid;
-        }
-        let graph = connect::graph_client(&s.urls, tokens, Duration::from_secs(60), s.ui)?;
-        let app_ref = match &t.app_object_id {
-            Some(id) => AppRef::ObjectId(id.clone()),
-            None => AppRef::AppId(t.app_id.clone()),
-        };
-        let mut request = StatusRequest::new(app_ref.clone());
-        request.thumbprint_sha1 = thumbprint.clone();
-        request.roles = t.roles.clone();
-        request.replication = s.replication;
-        let report = provision::status(&graph, &request).await.map_err(|e| connect::graph_failure(e, "cba status"))?;
-        requests += report.requests;
-        match &report.application {
-            Some(app) => {
-                app_name.get_or_insert_with(|| app.display_name.clone());
-                checks.push(check("app", Some(true), "graph", format!("{} (appId {})", app.display_name, app.app_id)))
-            }
-            None => checks.push(check("app", Some(false), "graph", format!("{app_ref} not found: {fix}"))),
-        }
-        checks.push(match report.certificate_registered {
-            Some(true) => {
-                check("certificate_registered", Some(true), "graph", format!("thumbprint {thumbprint_text} registered"))
-            }
-            Some(false) => check(
-                "certificate_registered",
-                Some(false),
-                "graph",
-                format!("thumbprint {thumbprint_text} is not registered on the app: {fix}"),
-            ),
-            None if report.application.is_some() => {
-                check("certificate_registered", None, "graph", "certificate not readable")
-            }
-            None => check("certificate_registered", None, "graph", "no app"),
-        });
-        let app_found = report.application.is_some();
-        checks.push(match &report.sp_id {
-            Some(id) => check("service_principal", Some(true), "graph", id.clone()),
-            None => check("service_principal", app_found.then_some(false), "graph", format!("missing: {fix}")),
-        });
-        let sp_found = report.sp_id.is_some();
-        checks.push(match &report.grant_id {
-            Some(id) => check("grant", Some(true), "graph", format!("{EXCHANGE_MANAGE_AS_APP} granted ({id})")),
-            None => check(
-                "grant",
-                sp_found.then_some(false),
-                "graph",
-                format!("{EXCHANGE_MANAGE_AS_APP} not granted: {fix}"),
-            ),
-        });
-        for state in &report.roles {
-            checks.push(match &state.assignment_id {
-                Some(id) => check("role", Some(true), "graph", format!("{} assigned ({id})", state.role.name)),
-                None => check(
-                    "role",
-                    sp_found.then_some(false),
-                    "graph",
-                    format!("{} not assigned: {fix}", state.role.name),
-                ),
-            });
-        }
-    }
-
-    // The token: the end-to-end proof.
-    let graph_checked = s.admin.is_some();
-    match identity {
-        None => checks.push(check("token", None, "token", "no usable certificate")),
-        Some(identity) => {
-            let cert = ClientCertificate::new(identity, &t.tenant, &t.app_id).map_err(|e| fail(Exit::BadInput, e))?;
-            let client = connect::token_client(&s.urls)?;
-            let mut attempts = 1;
-            let result = match s.wait {
-                Some(wait) => {
-                    client
-                        .wait_until_ready(&cert, &Resource::Exchange, &WaitOptions::new(wait), |_| attempts += 1)
-                        .await
-                }
-                None => client.get_token(&cert, &Resource::Exchange).await,
-            };
-            requests += attempts;
-            let label = |name: &Option<String>| match name {
-                Some(name) => format!("{name} (appId {})", t.app_id),
-                None => format!("appId {}", t.app_id),
-            };
-            match result {
-                Ok(token) => {
-                    if let Ok(decoded) = token.decode() {
-                        if let Some(tid) = decoded.claim_str("tid") {
-                            tenant_id = tid.to_string();
-                        }
-                        if let Some(name) = decoded.claim_str("app_displayname") {
-                            app_name.get_or_insert_with(|| name.to_string());
-                        }
-                    }
-                    let (roles, wids) = connect::token_claims(&token);
-                    let granted = roles.iter().any(|r| r == EXCHANGE_MANAGE_AS_APP);
-                    checks.push(check("token", Some(granted), "token", if granted {
-                        format!("Exchange token with roles [{}]", roles.join(", "))
-                    } else {
-                        format!("the Exchange token has no {EXCHANGE_MANAGE_AS_APP} (roles [{}]): {fix} (or wait a minute for replication)", roles.join(", "))
-                    }));
-                    if !graph_checked {
-                        checks.push(check("app", Some(true), "token", label(&app_name)));
-                        checks.push(check(
-                            "certificate_registered",
-                            Some(true),
-                            "token",
-                            format!("thumbprint {thumbprint_text} accepted"),
-                        ));
-                        checks.push(check("service_principal", Some(true), "token", "the token was issued"));
-                        checks.push(check(
-                            "grant",
-                            Some(granted),
-                            "token",
-                            if granted {
-                                format!("{EXCHANGE_MANAGE_AS_APP} in roles")
-                            } else {
-                                format!("{EXCHANGE_MANAGE_AS_APP} missing from roles: {fix}")
-                            },
-                        ));
-                        let role_ok = wids
-                            .as_ref()
-                            .map(|w| w.iter().any(|id| role_ids.iter().any(|r| r.eq_ignore_ascii_case(id))));
-                        checks.push(check(
-                            "role",
-                            role_ok,
-                            "token",
-                            match role_ok {
-                                Some(true) => format!("{} in wids", role_names.join(", ")),
-                                Some(false) => format!("{} missing from wids: {fix}", role_names.join(", ")),
-                                None => "the token has no wids claim: check with --admin".to_string(),
-                            },
-                        ));
-                    }
-                }
-                Err(e) => {
-                    let codes = e.aadsts().to_vec();
-                    checks.push(check("token", Some(false), "token", connect::chain(&e)));
-                    if !graph_checked {
-                        let no = |name, detail: &str| check(name, Some(false), "token", detail.to_string());
-                        let unknown = |name| check(name, None, "token", "not checked (an earlier link failed)");
-                        let fix = format!("{fix}, or wait for replication (`cba status --wait 2m`)");
-                        if codes.contains(&700016) {
-                            checks.push(no(
-                                "app",
-                                &format!("AADSTS700016: app {} not found in tenant {}: {fix}", t.app_id, t.tenant),
-                            ));
-                            checks
-                                .extend(["certificate_registered", "service_principal", "grant", "role"].map(unknown));
-                        } else if codes.contains(&700027) {
-                            checks.push(check("app", Some(true), "token", label(&app_name)));
-                            checks.push(no(
-                                "certificate_registered",
-                                &format!(
-                                    "AADSTS700027: certificate {thumbprint_text} not registered (or expired) on the app: {fix}"
-                                ),
-                            ));
-                            checks.extend(["service_principal", "grant", "role"].map(unknown));
-                        } else if codes.contains(&7000229) {
-                            checks.push(check("app", Some(true), "token", label(&app_name)));
-                            checks.push(check("certificate_registered", Some(true), "token", "accepted"));
-                            checks.push(no(
-                                "service_principal",
-                                &format!("AADSTS7000229: the app has no service principal: {fix}"),
-                            ));
-                            checks.extend(["grant", "role"].map(unknown));
-                        } else {
-                            checks.extend(
-                                ["app", "certificate_registered", "service_principal", "grant", "role"].map(unknown),
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let order = [
-        "certificate_file",
-        "days_left",
-        "app",
-        "certificate_registered",
-        "service_principal",
-        "grant",
-        "role",
-        "token",
-    ];
-    checks.sort_by_key(|c| order.iter().position(|o| *o == c.check).unwrap_or(order.len()));
-    let ok = checks.iter().all(|c| c.ok != Some(false));
-    Ok(Report {
-        ok,
-        profile: s.profile_path.as_ref().map(|p| p.display().to_string()),
-        app_name,
+    let loaded =
+        crate::fsutil::read(path).and_then(|bytes| cert::open(path, &bytes, &s.password)).map_err(|e| format!("{e:#}"));
+    let request = StatusRequest {
+        tenant: t.tenant.clone(),
         app_id: t.app_id.clone(),
-        tenant_id,
-        checks,
-        requests,
-        elapsed_ms: started.elapsed().as_millis() as u64,
-    })
+        app_name: t.app_name.clone(),
+        app_object_id: t.app_object_id.clone(),
+        certificate: CertificateInput { location: path.display().to_string(), loaded },
+        expected_thumbprint: t.expected_thumbprint.clone(),
+        roles: t.roles.clone(),
+        wait: s.wait,
+        replication: s.replication,
+        from_profile: s.profile_path.is_some(),
+    };
+    let services = connect::services(&s.urls, s.ui)?;
+    let mut report = cba_lifecycle::status(
+        &services,
+        s.admin.as_ref(),
+        &request,
+        s.profile_path.as_ref().map(|p| p.display().to_string()),
+    )
+    .await
+    .map_err(connect::lifecycle_failure)?;
+    for check in &mut report.checks {
+        if let Some(remedy) = check.remedy {
+            check.detail = format!("{}: {}", check.detail, remedy_text(remedy));
+        }
+    }
+    Ok(report)
 }
 
-fn print(report: &Report, global: &Global) -> anyhow::Result<()> {
-    output::print_document(global.output, report, text)
+/// A remedy as the command to run.
+fn remedy_text(remedy: Remedy) -> &'static str {
+    match remedy {
+        Remedy::Setup => "rerun `cba setup` with this profile",
+        Remedy::SetupApp => "run `cba setup` for this app",
+        Remedy::SetupOrWait => "rerun `cba setup`, or wait for replication (`cba status --wait 2m`)",
+        Remedy::Rotate => "`cba cert rotate`",
+        Remedy::RotateWithAdmin => "run `cba cert rotate --admin ...`",
+        Remedy::RestoreCertificate => "restore the file or rerun `cba setup --cert`",
+        Remedy::CheckWithAdmin => "check with --admin",
+        _ => "see `cba status --help`",
+    }
 }
 
 /// The table for people.
-pub fn text(r: &Report) -> String {
-    let label = |c: &Check| match (c.ok, c.warning) {
+pub fn text(r: &StatusReport) -> String {
+    let label = |c: &cba_lifecycle::status::Check| match (c.ok, c.warning) {
         (Some(true), false) => "ok",
         (Some(true), true) => "warning",
         (Some(false), _) => "FAILED",
-        (None, _) => "-",
+        (None, _) => "unknown",
     };
     let width = r.checks.iter().map(|c| c.check.len()).max().unwrap_or(5).max(5);
     let mut out = format!("{:<width$}  {:<7}  DETAIL\n", "CHECK", "RESULT");
@@ -552,7 +292,8 @@ pub fn text(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{CertificateRef, Endpoints, RoleAssignment};
+    use crate::profile::{CertificateRef, Endpoints};
+    use cba_lifecycle::profile::RoleAssignment;
 
     #[derive(clap::Parser)]
     struct Cli {
@@ -571,6 +312,7 @@ mod tests {
             cloud: "global".into(),
             endpoints: Endpoints { login: String::new(), graph: String::new(), exchange: String::new() },
             incomplete: false,
+            updated_at: None,
             tenant_id: "profile-tenant".into(),
             tenant_domain: None,
             app_name: "contoso-exo".into(),
@@ -590,6 +332,7 @@ mod tests {
                 thumbprint_sha256: "CD".into(),
                 not_after: String::new(),
                 key_id: None,
+                created: false,
             },
             previous_certificate: None,
             pending_certificate: None,

@@ -3,16 +3,16 @@
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
-use cba_graph::provision::{self, AppRef, Change, Event};
-use serde::Serialize;
+use cba_graph::provision::AppRef;
+use cba_lifecycle::{AdminCredential, TeardownReport, TeardownRequest};
 
 use crate::Global;
-use crate::connect::{self, Admin, AdminArgs, EndpointArgs, Ui, Urls};
+use crate::connect::{self, Ui};
 use crate::exit::{Exit, fail};
 use crate::output;
-use crate::profile::Profile;
+use crate::profile::{FileStore, Profile};
+use crate::settings::{self, AdminArgs, EndpointArgs, Urls};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -42,7 +42,8 @@ pub struct Args {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Also delete the local files: the certificates the profile names and the profile itself.
+    /// Also delete the local files cba made: the certificates setup or rotation wrote (never one given with
+    /// --cert) and the profile itself.
     #[arg(long)]
     pub delete_files: bool,
 }
@@ -50,35 +51,22 @@ pub struct Args {
 /// Validated settings.
 #[derive(Debug)]
 pub struct Settings {
-    pub profile_path: Option<PathBuf>,
+    pub store: Option<FileStore>,
     pub profile: Option<Profile>,
-    pub tenant: String,
-    pub app: AppRef,
-    pub app_label: String,
+    pub request: TeardownRequest,
     pub urls: Urls,
-    pub admin: Admin,
+    pub admin: AdminCredential,
     pub delete_files: bool,
     pub ui: Ui,
 }
 
-/// The JSON document of `cba teardown` (docs/cli-json.md).
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub app: String,
-    pub app_id: Option<String>,
-    /// Objects deleted now (`application`, `service_principal`, `grant`, `role_assignment:<role>`).
-    pub removed: Vec<String>,
-    /// Objects that were already gone.
-    pub already_gone: Vec<String>,
-    pub files_deleted: Vec<String>,
-    pub requests: u32,
-    pub round_trip_depth: u32,
-    pub elapsed_ms: u64,
-}
-
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
-    let loaded = match (connect::profile_path(args.profile), &args.name) {
-        (Some(path), _) => Some((path.clone(), Profile::load(&path)?)),
+    let loaded = match (settings::profile_path(args.profile), &args.name) {
+        (Some(path), _) => {
+            let store = FileStore::new(path);
+            let profile = store.read()?;
+            Some((store, profile))
+        }
         (None, Some(_)) => None,
         (None, None) => {
             return Err(fail(Exit::Usage, "which app? pass --profile FILE (or CBA_PROFILE), or --tenant and --name"));
@@ -86,37 +74,31 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     };
     let profile = loaded.as_ref().map(|(_, p)| p);
     let urls = Urls::resolve(&args.endpoints, profile, |k| std::env::var(k).ok())?;
-    let (tenant, app, label) = match (profile, args.name, args.tenant) {
-        (Some(p), _, _) => {
-            let app = if p.app_object_id.is_empty() {
-                AppRef::Name(p.app_name.clone())
-            } else {
-                AppRef::ObjectId(p.app_object_id.clone())
-            };
-            (
-                p.tenant_id.clone(),
-                app,
-                format!("{:?} (appId {})", p.app_name, if p.app_id.is_empty() { "?" } else { &p.app_id }),
-            )
-        }
-        (None, Some(name), Some(tenant)) => (tenant, AppRef::Name(name.clone()), format!("{name:?}")),
+    let request = match (profile, args.name, args.tenant) {
+        (Some(p), _, _) => TeardownRequest::for_profile(p),
+        (None, Some(name), Some(tenant)) => TeardownRequest {
+            tenant,
+            app: AppRef::Name(name.clone()),
+            label: format!("{name:?}"),
+            interrupted_setup: None,
+        },
         _ => unreachable!("clap requires --tenant with --name"),
     };
     if !args.yes {
         confirm(&format!(
-            "Delete app {label} in tenant {tenant}, with its service principal, Exchange.ManageAsApp grant and role \
+            "Delete app {} in tenant {}, with its service principal, Exchange.ManageAsApp grant and role \
              assignments{}?",
-            if args.delete_files { ", and the local certificate and profile files" } else { "" }
+            request.label,
+            request.tenant,
+            if args.delete_files { ", and the local certificate and profile files cba made" } else { "" }
         ))?;
     }
     let admin = args.admin.resolve(|k| std::env::var(k).ok())?;
-    let (profile_path, profile) = loaded.unzip();
+    let (store, profile) = loaded.unzip();
     let settings = Settings {
-        profile_path,
+        store,
         profile,
-        tenant,
-        app,
-        app_label: label,
+        request,
         urls,
         admin,
         delete_files: args.delete_files,
@@ -142,64 +124,31 @@ fn confirm(question: &str) -> anyhow::Result<()> {
     }
 }
 
-pub async fn execute(s: &Settings) -> anyhow::Result<Report> {
-    let started = Instant::now();
-    let ui = s.ui;
-    let (tokens, _) = connect::admin_tokens(&s.admin, &s.urls, &s.tenant, ui).await?;
-    let graph = connect::graph_client(&s.urls, tokens, Duration::from_secs(300), ui)?;
-    ui.step(format!("removing app {} and what belongs to it", s.app_label));
-    let outcome = provision::teardown(&graph, &s.app, |event: &Event| {
-        if let Event::Finished { step, change, id } = event {
-            let verb = if *change == Change::Removed { "removed" } else { "already gone" };
-            ui.detail(&format!("{step}: {verb}{}", if id.is_empty() { String::new() } else { format!(" ({id})") }));
-        }
-    })
-    .await
-    .map_err(|e| connect::graph_failure(e, &format!("teardown of app {}", s.app_label)))?;
-
-    let mut files_deleted = Vec::new();
+pub async fn execute(s: &Settings) -> anyhow::Result<TeardownReport> {
+    let services = connect::services(&s.urls, s.ui)?;
+    let mut report =
+        cba_lifecycle::teardown(&services, &s.admin, &s.request).await.map_err(connect::lifecycle_failure)?;
     if s.delete_files
-        && let (Some(path), Some(p)) = (&s.profile_path, &s.profile)
+        && let (Some(store), Some(p)) = (&s.store, &s.profile)
     {
-        let certs = std::iter::once(&p.certificate).chain(&p.previous_certificate).chain(&p.pending_certificate);
-        let mut files: Vec<PathBuf> = Vec::new();
-        for c in certs {
-            files.push(c.path.clone());
-            files.extend(c.cer_path.clone());
-        }
-        files.push(path.clone());
+        let mut files: Vec<PathBuf> = cba_lifecycle::teardown::files_made_by_cba(p);
+        files.push(store.path.clone());
         for f in files {
             match std::fs::remove_file(&f) {
-                Ok(()) => files_deleted.push(f.display().to_string()),
+                Ok(()) => report.files_deleted.push(f.display().to_string()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(fail(Exit::BadInput, format!("cannot delete {}: {e}", f.display()))),
             }
         }
-        for f in &files_deleted {
-            ui.detail(&format!("deleted {f}"));
+        for f in &report.files_deleted {
+            s.ui.detail(&format!("deleted {f}"));
         }
     }
-    let name = |step: &provision::Step| match step {
-        provision::Step::RoleAssignment { role } => format!("role_assignment:{role}"),
-        other => serde_json::to_value(other)
-            .ok()
-            .and_then(|v| v.get("step").and_then(|s| s.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| other.to_string()),
-    };
-    Ok(Report {
-        app: s.app_label.clone(),
-        app_id: outcome.application.as_ref().map(|a| a.app_id.clone()),
-        removed: outcome.removed.iter().map(name).collect(),
-        already_gone: outcome.already_gone.iter().map(name).collect(),
-        files_deleted,
-        requests: outcome.requests,
-        round_trip_depth: outcome.round_trip_depth,
-        elapsed_ms: started.elapsed().as_millis() as u64,
-    })
+    Ok(report)
 }
 
 /// The report for people.
-pub fn text(r: &Report) -> String {
+pub fn text(r: &TeardownReport) -> String {
     let mut out = String::new();
     if r.removed.is_empty() {
         out.push_str(&format!("Nothing to remove: app {} is already gone.\n", r.app));

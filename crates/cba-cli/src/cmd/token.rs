@@ -13,7 +13,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::Global;
-use crate::connect::AppArgs;
+pub use crate::settings::Credentials;
+use crate::settings::AppArgs;
 use crate::exit::{Exit, ExitExt as _, fail};
 use crate::output::{self, OutputFormat};
 use crate::secrets::PasswordArgs;
@@ -45,7 +46,7 @@ pub struct Args {
     #[arg(long, value_name = "exchange|graph|URL", value_parser = parse_resource)]
     pub resource: Option<Resource>,
     /// The Microsoft cloud: global, usgov-high, usgov-dod or china.
-    #[arg(long, value_name = "CLOUD", value_parser = crate::connect::parse_cloud)]
+    #[arg(long, value_name = "CLOUD", value_parser = crate::settings::parse_cloud)]
     pub cloud: Option<Cloud>,
     /// Another login root, e.g. http://127.0.0.1:8080 for `cba sim` [env: AZURE_AUTHORITY_HOST].
     #[arg(long, value_name = "URL")]
@@ -74,7 +75,7 @@ pub struct Args {
     #[arg(long, value_name = "TOKEN|-", num_args = 0..=1, conflicts_with = "clear_cache")]
     pub decode: Option<Option<String>>,
     /// Right after setup: keep trying through AADSTS700016/700027 (replication) for up to DURATION (90s, 5m, 1h).
-    #[arg(long, value_name = "DURATION", value_parser = crate::connect::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::settings::parse_duration)]
     pub wait: Option<Duration>,
 }
 
@@ -98,28 +99,7 @@ fn parse_resource(s: &str) -> Result<Resource, String> {
     s.parse().map_err(|e: cba_token::Error| e.to_string())
 }
 
-/// Who signs in and where: from the flags, then a profile (`--profile`, CBA_PROFILE), then the environment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Credentials {
-    pub tenant: Option<String>,
-    pub client_id: Option<String>,
-    pub cert: Option<PathBuf>,
-    pub cloud: Option<Cloud>,
-    pub authority_host: Option<String>,
-    pub send_x5c: Option<bool>,
-}
-
 impl Credentials {
-    /// The shared app flags (tenant, client id, certificate).
-    pub fn from_app_args(app: &AppArgs) -> Credentials {
-        Credentials {
-            tenant: app.tenant.clone(),
-            client_id: app.client_id.clone(),
-            cert: app.cert.clone(),
-            ..Credentials::default()
-        }
-    }
-
     pub fn from_flags(args: &Args) -> Credentials {
         Credentials {
             tenant: args.app.tenant.clone(),
@@ -128,45 +108,6 @@ impl Credentials {
             cloud: args.cloud,
             authority_host: args.authority_host.clone(),
             send_x5c: args.send_x5c.then_some(true),
-        }
-    }
-
-    /// What a `cba setup` profile says.
-    pub fn from_profile(profile: &crate::profile::Profile) -> Credentials {
-        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        Credentials {
-            tenant: non_empty(&profile.tenant_id),
-            client_id: non_empty(&profile.app_id),
-            cert: Some(profile.certificate.path.clone()),
-            cloud: profile.cloud.parse().ok(),
-            authority_host: non_empty(&profile.endpoints.login),
-            send_x5c: None,
-        }
-    }
-
-    /// The azure-identity environment names.
-    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Credentials {
-        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-        Credentials {
-            tenant: var("AZURE_TENANT_ID"),
-            client_id: var("AZURE_CLIENT_ID"),
-            cert: var("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from),
-            cloud: None,
-            authority_host: var("AZURE_AUTHORITY_HOST"),
-            send_x5c: var("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN")
-                .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true")),
-        }
-    }
-
-    /// Fill what is missing here from `fallback`.
-    pub fn or(self, fallback: Credentials) -> Credentials {
-        Credentials {
-            tenant: self.tenant.or(fallback.tenant),
-            client_id: self.client_id.or(fallback.client_id),
-            cert: self.cert.or(fallback.cert),
-            cloud: self.cloud.or(fallback.cloud),
-            authority_host: self.authority_host.or(fallback.authority_host),
-            send_x5c: self.send_x5c.or(fallback.send_x5c),
         }
     }
 }
@@ -205,6 +146,10 @@ impl Settings {
             ..AssertionOptions::default()
         };
         let cache = if no_cache { None } else { cache_file().map(TokenCache::with_file) };
+        if let Some(cache) = &cache {
+            // A cache folder other users can write to could hand us their tokens: refuse it up front.
+            cache.check().map_err(|e| fail(Exit::BadInput, format!("{e}; or pass --no-cache")))?;
+        }
         Ok(Settings { tenant, client_id, cert_path, endpoints, cloud, scope, assertion, cache })
     }
 }
@@ -231,14 +176,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         return print_decoded(&decoded, json_wanted(args.format, global));
     }
 
-    let from_profile = match crate::connect::profile_path(args.app.profile.clone()) {
-        Some(path) => {
-            let profile = crate::profile::Profile::load(&path)?;
-            profile.require_complete(&path)?;
-            Credentials::from_profile(&profile)
-        }
-        None => Credentials::default(),
-    };
+    let from_profile =
+        crate::settings::complete_profile(args.app.profile.clone())?.map(|p| Credentials::from_profile(&p)).unwrap_or_default();
     let creds = Credentials::from_flags(&args).or(from_profile).or(Credentials::from_env(|k| std::env::var(k).ok()));
     let settings = Settings::resolve(creds, args.resource.clone().unwrap_or_default(), args.alg, args.no_cache)?;
 
@@ -495,12 +434,12 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(crate::connect::parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(crate::connect::parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(crate::connect::parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(crate::connect::parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(crate::settings::parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(crate::settings::parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(crate::settings::parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(crate::settings::parse_duration("1h").unwrap(), Duration::from_secs(3600));
         for bad in ["", "m", "5x", "-1m", "1.5m"] {
-            assert!(crate::connect::parse_duration(bad).is_err(), "{bad:?}");
+            assert!(crate::settings::parse_duration(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -32,7 +32,7 @@ use crate::{Error, GraphClient, Replication};
 
 pub use rotate::{KeyChange, add_key_with_proof, remove_key_with_proof, replace_keys_patch};
 pub use status::{RegisteredCertificate, StatusReport, StatusRequest, status};
-pub use teardown::{TeardownOutcome, teardown};
+pub use teardown::{TeardownOutcome, teardown, teardown_with};
 
 /// One provisioning step, as reported in progress events and outcomes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]

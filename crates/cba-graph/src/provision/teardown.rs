@@ -31,6 +31,18 @@ pub async fn teardown(
     app: &AppRef,
     progress: impl Fn(&Event) + Send + Sync,
 ) -> Result<TeardownOutcome, Error> {
+    teardown_with(client, app, Replication::NotExpected, progress).await
+}
+
+/// [`teardown`], looking the app up with `replication`: [`Replication::Expected`] when the caller knows the
+/// app was created moments ago (an interrupted setup), so a lagging replica's 404 is waited out under the
+/// retry policy instead of being taken for "already gone".
+pub async fn teardown_with(
+    client: &GraphClient,
+    app: &AppRef,
+    replication: Replication,
+    progress: impl Fn(&Event) + Send + Sync,
+) -> Result<TeardownOutcome, Error> {
     let start = client.requests_sent();
     let mut removed = Vec::new();
     let mut gone = Vec::new();
@@ -39,7 +51,7 @@ pub async fn teardown(
         progress(&Event::Finished { step: step.clone(), change, id: id.to_string() });
         if outcome == Deleted::Deleted { removed.push(step) } else { gone.push(step) }
     };
-    let found = resolve_app(client, app, Replication::NotExpected)
+    let found = resolve_app(client, app, replication)
         .await
         .map_err(|e| e.in_step(Step::Lookup, app.to_string()))?;
     let mut depth = 1;

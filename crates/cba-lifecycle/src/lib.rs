@@ -1,0 +1,71 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![allow(
+    clippy::result_large_err,
+    reason = "an Error ends a network round trip, so its size costs nothing; callers match on its variants"
+)]
+
+pub mod admin;
+mod error;
+pub mod profile;
+pub mod progress;
+mod prove;
+pub mod rotate;
+mod services;
+pub mod setup;
+pub mod status;
+pub mod teardown;
+
+use std::time::Duration;
+
+use cba_graph::ProofSigner;
+use cba_token::{AssertionAlg, AssertionOptions, ClientCertificate};
+
+pub use admin::{AdminCredential, AdminSession};
+pub use error::{Error, Missing};
+pub use profile::{CertificateRef, MemoryStore, Profile, ProfileStore};
+pub use progress::{Event, Progress, Silent};
+pub use prove::{Proof, TokenClaims, prove};
+pub use rotate::{KeyStore, RotateReport, RotateRequest, rotate};
+pub use services::Services;
+pub use setup::{SetupReport, SetupRequest, setup};
+pub use status::{StatusReport, StatusRequest, status};
+pub use teardown::{TeardownReport, TeardownRequest, teardown};
+
+/// Signs addKey/removeKey proofs with a certificate of the app: `aud` 00000002-0000-0000-c000-000000000000,
+/// `iss` the app's object id, `nbf` now, `exp` ten minutes later; RS256 with `x5t`, the form of Microsoft's
+/// own example (docs/wire-formats.md §3).
+pub struct CertProof(pub cba_cert::Identity);
+
+impl std::fmt::Debug for CertProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CertProof").field(&self.0.certificate).finish()
+    }
+}
+
+impl ProofSigner for CertProof {
+    fn proof(&self, app_object_id: &str) -> Result<String, cba_graph::BoxError> {
+        let signer = ClientCertificate::new(self.0.clone(), "proof", app_object_id)?;
+        let options = AssertionOptions {
+            alg: AssertionAlg::Rs256,
+            lifetime: Duration::from_secs(600),
+            ..AssertionOptions::default()
+        };
+        let jwt =
+            signer.sign_assertion(cba_graph::wellknown::PROOF_AUDIENCE, &options, time::OffsetDateTime::now_utc())?;
+        Ok(jwt.expose().to_string())
+    }
+}
+
+/// The certificate's key credential in cba-graph's type (the same Graph JSON; neither crate depends on the
+/// other, so the conversion lives here, where both meet).
+pub fn key_credential(certificate: &cba_cert::Certificate) -> cba_graph::KeyCredential {
+    let json = serde_json::to_value(certificate.key_credential()).expect("a key credential serializes");
+    serde_json::from_value(json).expect("cba-cert and cba-graph share Graph's keyCredential shape")
+}
+
+/// Whether `s` looks like a GUID (a tenant id rather than a domain).
+pub fn is_guid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12]) && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+}
