@@ -30,11 +30,22 @@ fn runs(rest: &[&str]) -> anyhow::Result<usize> {
 /// Build the release binary and return its path (`CBA_BENCH_BIN` names an already built one instead).
 pub fn release_binary() -> anyhow::Result<PathBuf> {
     if let Some(bin) = std::env::var_os("CBA_BENCH_BIN") {
-        return Ok(PathBuf::from(bin));
+        let cwd = std::env::current_dir().context("cannot read the current folder")?;
+        return Ok(bench_bin(Path::new(&bin), &cwd));
     }
     run(cargo().args(["build", "--release", "-p", "cba-cli", "--bin", "cba"]))?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
     Ok(target.join("release").join("cba"))
+}
+
+/// `CBA_BENCH_BIN` as given on the command line: a relative path means the folder the bench was started in,
+/// not the temporary folders the benchmarks later run `cba` in. A bare name (`cba`) is left to the PATH search.
+fn bench_bin(bin: &Path, cwd: &Path) -> PathBuf {
+    if bin.is_absolute() || bin.components().count() == 1 {
+        bin.to_path_buf()
+    } else {
+        cwd.join(bin)
+    }
 }
 
 fn time(cmd: &mut Command) -> anyhow::Result<Duration> {
@@ -375,4 +386,18 @@ fn exo(n: usize) -> anyhow::Result<()> {
         eprintln!("(a target was missed; see the line above)");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_bench_bin_is_resolved_against_the_starting_folder() {
+        let cwd = Path::new("/work/main");
+        assert_eq!(bench_bin(Path::new("target/release/cba"), cwd), Path::new("/work/main/target/release/cba"));
+        assert_eq!(bench_bin(Path::new("./cba"), cwd), Path::new("/work/main/./cba"));
+        assert_eq!(bench_bin(Path::new("/opt/cba"), cwd), Path::new("/opt/cba"));
+        assert_eq!(bench_bin(Path::new("cba"), cwd), Path::new("cba"), "found on PATH, as Command does");
+    }
 }
