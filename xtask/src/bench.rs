@@ -41,11 +41,7 @@ pub fn release_binary() -> anyhow::Result<PathBuf> {
 /// `CBA_BENCH_BIN` as given on the command line: a relative path means the folder the bench was started in,
 /// not the temporary folders the benchmarks later run `cba` in. A bare name (`cba`) is left to the PATH search.
 fn bench_bin(bin: &Path, cwd: &Path) -> PathBuf {
-    if bin.is_absolute() || bin.components().count() == 1 {
-        bin.to_path_buf()
-    } else {
-        cwd.join(bin)
-    }
+    if bin.is_absolute() || bin.components().count() == 1 { bin.to_path_buf() } else { cwd.join(bin) }
 }
 
 fn time(cmd: &mut Command) -> anyhow::Result<Duration> {
