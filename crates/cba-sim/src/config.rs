@@ -70,6 +70,10 @@ pub(crate) struct Knobs {
     pub(crate) exchange_fail_after_execute: u64,
     /// Graph writes at the start that are carried out but answered 500.
     pub(crate) fail_after_commit: u64,
+    /// How long after Graph a role assignment reaches Exchange (`None`: the replication delay).
+    pub(crate) exchange_role_delay: Option<Duration>,
+    /// Exchange refuses a request without the `X-AnchorMailbox` of the token's tenant.
+    pub(crate) require_anchor_mailbox: bool,
 }
 
 impl Default for Knobs {
@@ -96,6 +100,8 @@ impl Default for Knobs {
             duplicate_role_assignment: DuplicateRoleAssignment::default(),
             exchange_fail_after_execute: 0,
             fail_after_commit: 0,
+            exchange_role_delay: None,
+            require_anchor_mailbox: true,
         }
     }
 }
@@ -103,6 +109,11 @@ impl Default for Knobs {
 impl Knobs {
     pub(crate) fn replication_ms(&self) -> i64 {
         self.replication_delay.as_millis() as i64
+    }
+
+    /// How far behind Graph Exchange's view of role assignments is, in milliseconds.
+    pub(crate) fn exchange_role_ms(&self) -> i64 {
+        self.exchange_role_delay.unwrap_or(self.replication_delay).as_millis() as i64
     }
 
     /// When a delete made at `now_ms` reaches reads: `None` (at once) unless `delete_replication_delay` is set.

@@ -4,6 +4,10 @@
 //!
 //! Mailboxes are generated from their index, never stored: 10,000 of them cost nothing until read. Only what
 //! Set-Mailbox changed is kept.
+//!
+//! Authorization: `Exchange.ManageAsApp` comes from the token's `roles`; the Entra role from the tenant's
+//! role assignments as Exchange's copy of the directory sees them (`exchange_role_delay` behind Graph), never
+//! from the token's `wids`. Every request must be anchored (`X-AnchorMailbox`) in the token's tenant.
 
 use std::collections::HashMap;
 
@@ -21,6 +25,8 @@ const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 const DEFAULT_RESULT_SIZE: usize = 1000;
 const SERVER: &str = "SA1PR01A001DC01.NAMPR01A001.PROD.OUTLOOK.COM";
+/// The system mailbox app-only requests are anchored to: `X-AnchorMailbox: APP:<this>@{tenant}`.
+const APP_ANCHOR_MAILBOX: &str = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}";
 
 /// What Exchange write cmdlets changed, and the write fault still to fire.
 #[derive(Debug, Default)]
@@ -163,6 +169,10 @@ fn invoke(shared: &Shared, state: &mut State, request: &Request, segments: &[Str
         .filter(|t| t.id.eq_ignore_ascii_case(&claims.tid))
         .ok_or_else(|| unauthorized("The tenant in the request path does not match the access token's tenant."))?;
 
+    if shared.knobs.require_anchor_mailbox {
+        check_anchor(http::header(request, "x-anchormailbox"), &claims, tenant)?;
+    }
+
     let body: Value = serde_json::from_slice(&request.body).map_err(|_| {
         bad_request(
             "The request body is not valid JSON: expected {\"CmdletInput\":{\"CmdletName\":...,\"Parameters\":{...}}}.",
@@ -180,9 +190,15 @@ fn invoke(shared: &Shared, state: &mut State, request: &Request, segments: &[Str
         Some(_) => return Err(bad_request("CmdletInput.Parameters must be an object.")),
     };
 
+    // The Entra role as Exchange's copy of the directory sees it (exchange_role_delay behind Graph), not the
+    // token's `wids`: a role assigned moments ago is not effective yet, a deleted one no longer is.
+    let seen_at = shared.clock.now_ms().saturating_sub(shared.knobs.exchange_role_ms());
     let allowed = claims.is_app_only()
         && claims.roles.iter().any(|r| r == "Exchange.ManageAsApp")
-        && claims.wids.iter().any(|w| EXCHANGE_CAPABLE_ROLES.iter().any(|r| r.eq_ignore_ascii_case(w)));
+        && tenant
+            .directory_roles(&claims.oid, seen_at)
+            .iter()
+            .any(|w| EXCHANGE_CAPABLE_ROLES.iter().any(|r| r.eq_ignore_ascii_case(w)));
     let name = canonical_cmdlet(cmdlet).ok_or_else(|| {
         bad_request(&format!(
             "The term '{cmdlet}' is not recognized as a cmdlet available to this session (cba-sim simulates Get-Mailbox, Get-OrganizationConfig, Get-AcceptedDomain and Set-Mailbox)."
@@ -305,6 +321,43 @@ fn invoke(shared: &Shared, state: &mut State, request: &Request, segments: &[Str
         _ => return Err(bad_request(&format!("The term '{cmdlet}' is not recognized."))),
     }
     Ok(Reply::json_as(200, &body, GRAPH_JSON).header("Preference-Applied", format!("odata.maxpagesize={page_size}")))
+}
+
+/// `X-AnchorMailbox` must route to the token's tenant: `APP:SystemMailbox{bb558c35-…}@{tenant id or domain}`
+/// for an app-only token, `UPN:<its upn>` for a delegated one. The real answer to a missing or foreign anchor
+/// is UNVERIFIED: the sim answers 400 `BadRequest` (crate README).
+fn check_anchor(anchor: Option<&str>, claims: &AccessClaims, tenant: &Tenant) -> Result<(), ExoError> {
+    let anchor = anchor.map(str::trim).unwrap_or("");
+    let ok = if claims.is_app_only() {
+        anchor
+            .split_once(':')
+            .filter(|(kind, _)| kind.eq_ignore_ascii_case("APP"))
+            .and_then(|(_, address)| address.rsplit_once('@'))
+            .is_some_and(|(mailbox, at)| {
+                mailbox.eq_ignore_ascii_case(APP_ANCHOR_MAILBOX)
+                    && (at.eq_ignore_ascii_case(&tenant.id) || at.eq_ignore_ascii_case(&tenant.domain))
+            })
+    } else {
+        anchor
+            .split_once(':')
+            .filter(|(kind, _)| kind.eq_ignore_ascii_case("UPN"))
+            .is_some_and(|(_, upn)| claims.upn.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(upn)))
+    };
+    if ok {
+        return Ok(());
+    }
+    let expected = if claims.is_app_only() {
+        format!("APP:{APP_ANCHOR_MAILBOX}@{}", tenant.id)
+    } else {
+        format!("UPN:{}", claims.upn.as_deref().unwrap_or("<the signed-in user>"))
+    };
+    Err(bad_request(&if anchor.is_empty() {
+        format!("The X-AnchorMailbox header is required; for this token it is {expected}.")
+    } else {
+        format!(
+            "The X-AnchorMailbox header '{anchor}' does not route to a mailbox of this organization; for this token it is {expected}."
+        )
+    }))
 }
 
 fn canonical_cmdlet(name: &str) -> Option<&'static str> {

@@ -271,6 +271,25 @@ impl SimTenantBuilder {
         self
     }
 
+    /// How long after Graph reads and tokens see a directory role assignment Exchange starts honouring it
+    /// (default: the [`replication_delay`](Self::replication_delay), so a role assigned through Graph works in
+    /// Exchange twice that long after the write). Exchange authorizes from its own copy of the directory, not
+    /// from the token's `wids`: a token minted while the role was already visible is still refused until then,
+    /// and a deleted role stops working once the delete has replicated, whatever the token says. Seeded roles
+    /// are effective at once.
+    pub fn exchange_role_delay(mut self, delay: Duration) -> Self {
+        self.knobs.exchange_role_delay = Some(delay);
+        self
+    }
+
+    /// Whether Exchange refuses a request whose `X-AnchorMailbox` is missing or names another tenant (default
+    /// true): app-only tokens need `APP:SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}@{tenant id or
+    /// domain}`, delegated ones `UPN:<the token's upn>`. The real service's answer is UNVERIFIED (crate docs).
+    pub fn require_anchor_mailbox(mut self, require: bool) -> Self {
+        self.knobs.require_anchor_mailbox = require;
+        self
+    }
+
     /// Start the sim.
     ///
     /// # Panics

@@ -9,13 +9,21 @@ fn invoke_url(sim: &SimTenant, tenant: &str) -> String {
     format!("{}/adminapi/beta/{tenant}/InvokeCommand", sim.exchange_url())
 }
 
+/// The app-only anchor for `tenant` (id or domain).
+fn anchor(tenant: &str) -> String {
+    format!("APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{tenant}")
+}
+
+/// A POST to an InvokeCommand URL (first page or next link), anchored in the URL's tenant.
+fn post(url: &str, token: &str) -> reqwest::RequestBuilder {
+    let path = url.split('?').next().unwrap_or(url);
+    let tenant = path.trim_end_matches("/InvokeCommand").rsplit('/').next().unwrap_or("");
+    client().post(url).bearer_auth(token).header("X-AnchorMailbox", anchor(tenant))
+}
+
 async fn invoke(url: &str, token: &str, body: &Value, page: Option<usize>) -> (u16, Value) {
-    let mut request = client()
-        .post(url)
-        .bearer_auth(token)
-        .header("X-CmdletName", body["CmdletInput"]["CmdletName"].as_str().unwrap_or(""))
-        .header("X-AnchorMailbox", "APP:SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}@tenant")
-        .json(body);
+    let mut request =
+        post(url, token).header("X-CmdletName", body["CmdletInput"]["CmdletName"].as_str().unwrap_or("")).json(body);
     if let Some(n) = page {
         request = request.header("Prefer", format!("odata.maxpagesize={n}"));
     }
@@ -75,9 +83,7 @@ async fn paging_follows_absolute_next_links() {
 
     let (_, small) = invoke(&invoke_url(&sim, sim.tenant_id()), &token, &body, Some(7)).await;
     assert_eq!(small["value"].as_array().unwrap().len(), 7);
-    let response = client()
-        .post(invoke_url(&sim, sim.tenant_id()))
-        .bearer_auth(&token)
+    let response = post(&invoke_url(&sim, sim.tenant_id()), &token)
         .header("Prefer", "odata.maxpagesize=5000")
         .json(&body)
         .send()
@@ -238,7 +244,7 @@ async fn bad_requests() {
     assert!(error["error"]["message"].as_str().unwrap().contains("'Colour'"));
     let (status, _) = invoke(&url, &token, &json!({"Cmdlet": "Get-Mailbox"}), None).await;
     assert_eq!(status, 400);
-    let response = client().post(&url).bearer_auth(&token).body("{nope").send().await.unwrap();
+    let response = post(&url, &token).body("{nope").send().await.unwrap();
     assert_eq!(response.status(), 400);
     let response = client().get(&url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), 405);
@@ -260,7 +266,7 @@ async fn set_mailbox_changes_what_get_mailbox_returns_and_rejects_what_the_servi
         "Set-Mailbox",
         json!({"identity": "user00002@contoso.onmicrosoft.com", "customattribute3": "x", "HiddenFromAddressListsEnabled": true}),
     );
-    let response = client().post(&url).bearer_auth(&token).json(&set).send().await.unwrap();
+    let response = post(&url, &token).json(&set).send().await.unwrap();
     assert_eq!(response.status(), 204);
     let (_, after) = invoke(&url, &token, &get("user00002"), None).await;
     assert_eq!(after["value"][0]["CustomAttribute3"], "x", "{after}");
@@ -292,11 +298,142 @@ async fn fail_after_execute_does_the_write_then_answers_500() {
     let set = |v: &str| cmdlet("Set-Mailbox", json!({"Identity": "admin", "CustomAttribute1": v}));
     let (status, error) = invoke(&url, &token, &cmdlet("Get-Mailbox", json!({})), None).await;
     assert_eq!(status, 200, "reads are not affected: {error}");
-    let response = client().post(&url).bearer_auth(&token).json(&set("one")).send().await.unwrap();
+    let response = post(&url, &token).json(&set("one")).send().await.unwrap();
     assert_eq!(response.status(), 500);
     assert!(response.headers().get("retry-after").is_none());
     let (_, admin) = invoke(&url, &token, &cmdlet("Get-Mailbox", json!({"Identity": "admin"})), None).await;
     assert_eq!(admin["value"][0]["CustomAttribute1"], "one", "carried out: {admin}");
-    let response = client().post(&url).bearer_auth(&token).json(&set("two")).send().await.unwrap();
+    let response = post(&url, &token).json(&set("two")).send().await.unwrap();
     assert_eq!(response.status(), 204, "only the first write fails");
+}
+
+/// Assign Exchange Administrator to the app through Graph (replication applies, unlike seeding).
+async fn assign_role_through_graph(sim: &SimTenant, app: &cba_sim::SeededApp) {
+    let body = json!({
+        "@odata.type": "#microsoft.graph.unifiedRoleAssignment",
+        "roleDefinitionId": EXCHANGE_ADMIN,
+        "principalId": app.service_principal_id,
+        "directoryScopeId": "/",
+    });
+    let (status, created) = admin(sim).post("/roleManagement/directory/roleAssignments", &body).await;
+    assert_eq!(status, 201, "{created}");
+}
+
+fn assert_not_allowed(status: u16, error: &Value) {
+    assert_eq!(status, 401, "{error}");
+    assert_eq!(error["error"]["code"], "Unauthorized", "{error}");
+    assert_eq!(error["error"]["message"], "User is not allowed to call Get-Mailbox", "{error}");
+}
+
+#[tokio::test]
+async fn a_role_works_in_exchange_only_once_it_has_reached_exchange_whatever_the_token_lists() {
+    let delay = std::time::Duration::from_secs(10);
+    let sim = SimTenant::builder().replication_delay(delay).start().await;
+    let app = sim.seed_app("late-role", &[der(cert(0))]).await;
+    sim.seed_grant_manage_as_app(&app).await;
+    assign_role_through_graph(&sim, &app).await;
+    let url = invoke_url(&sim, sim.tenant_id());
+    let body = cmdlet("Get-Mailbox", json!({}));
+
+    // Replicated in the directory: a new token lists the role, but Exchange's copy is exchange_role_delay behind.
+    sim.advance_clock(delay);
+    let token = token_for(&sim, &app, cert(0), EXO_SCOPE).await;
+    assert_eq!(claims(&token)["wids"], json!([EXCHANGE_ADMIN]));
+    let (status, error) = invoke(&url, &token, &body, None).await;
+    assert_not_allowed(status, &error);
+
+    sim.advance_clock(delay);
+    let (status, body_) = invoke(&url, &token, &body, None).await;
+    assert_eq!(status, 200, "the same token, once the role has reached Exchange: {body_}");
+
+    // The knob: Exchange as fast as the directory.
+    let sim =
+        SimTenant::builder().replication_delay(delay).exchange_role_delay(std::time::Duration::ZERO).start().await;
+    let app = sim.seed_app("prompt-role", &[der(cert(0))]).await;
+    sim.seed_grant_manage_as_app(&app).await;
+    assign_role_through_graph(&sim, &app).await;
+    let (status, error) =
+        invoke(&invoke_url(&sim, sim.tenant_id()), &sim.app_token(&app, "https://outlook.office365.com"), &body, None)
+            .await;
+    assert_not_allowed(status, &error);
+    sim.advance_clock(delay);
+    let (status, error) =
+        invoke(&invoke_url(&sim, sim.tenant_id()), &sim.app_token(&app, "https://outlook.office365.com"), &body, None)
+            .await;
+    assert_eq!(status, 200, "{error}");
+}
+
+#[tokio::test]
+async fn a_deleted_role_stops_working_although_the_token_still_lists_it() {
+    let body = cmdlet("Get-Mailbox", json!({}));
+    for delete_delay in [std::time::Duration::ZERO, std::time::Duration::from_secs(5)] {
+        let sim = SimTenant::builder().delete_replication_delay(delete_delay).start().await;
+        let app = exchange_ready_app(&sim).await;
+        let token = token_for(&sim, &app, cert(0), EXO_SCOPE).await;
+        assert_eq!(claims(&token)["wids"], json!([EXCHANGE_ADMIN]));
+        let url = invoke_url(&sim, sim.tenant_id());
+        let (status, error) = invoke(&url, &token, &body, None).await;
+        assert_eq!(status, 200, "{error}");
+
+        let graph = admin(&sim);
+        let list =
+            format!("/roleManagement/directory/roleAssignments?$filter=principalId eq '{}'", app.service_principal_id);
+        let (_, assignments) = graph.get(&list).await;
+        let id = assignments["value"][0]["id"].as_str().unwrap().to_string();
+        let (status, _) = graph.delete(&format!("/roleManagement/directory/roleAssignments/{id}")).await;
+        assert_eq!(status, 204);
+
+        if !delete_delay.is_zero() {
+            let (status, error) = invoke(&url, &token, &body, None).await;
+            assert_eq!(status, 200, "the delete has not replicated yet: {error}");
+            sim.advance_clock(delete_delay + std::time::Duration::from_secs(1));
+        }
+        let (status, error) = invoke(&url, &token, &body, None).await;
+        assert_not_allowed(status, &error);
+    }
+}
+
+#[tokio::test]
+async fn the_anchor_mailbox_is_required_and_must_be_in_the_tokens_tenant() {
+    let sim = SimTenant::builder().tenant("other").start().await;
+    let token = ready(&sim).await;
+    let url = invoke_url(&sim, sim.tenant_id());
+    let body = cmdlet("Get-OrganizationConfig", json!({}));
+    let other = sim.tenant("other").unwrap().id.clone();
+    let send = |anchor: Option<String>| {
+        let mut request = client().post(&url).bearer_auth(&token).json(&body);
+        if let Some(a) = anchor {
+            request = request.header("X-AnchorMailbox", a);
+        }
+        async move { json_of(request.send().await.unwrap()).await }
+    };
+    for (given, status, text) in [
+        (None, 400, "The X-AnchorMailbox header is required"),
+        (Some(anchor(&other)), 400, "does not route to a mailbox of this organization"),
+        (Some(anchor("fabrikam.onmicrosoft.com")), 400, "does not route"),
+        (Some(format!("UPN:admin@{}", sim.tenant_domain())), 400, "does not route"),
+        (
+            Some(format!("APP:SystemMailbox{{00000000-0000-0000-0000-000000000000}}@{}", sim.tenant_id())),
+            400,
+            "does not route",
+        ),
+        (Some(anchor(sim.tenant_id())), 200, ""),
+        (Some(anchor(sim.tenant_domain())), 200, ""),
+        (Some(anchor(sim.tenant_id()).to_ascii_lowercase()), 200, ""),
+    ] {
+        let (got, answer) = send(given.clone()).await;
+        assert_eq!(got, status, "{given:?}: {answer}");
+        if status == 400 {
+            assert_eq!(answer["error"]["code"], "BadRequest", "{answer}");
+            let message = answer["error"]["message"].as_str().unwrap();
+            assert!(message.contains(text), "{given:?}: {message}");
+            assert!(message.contains(&anchor(sim.tenant_id())), "names the expected anchor: {message}");
+        }
+    }
+
+    // The knob turns the check off.
+    let sim = SimTenant::builder().require_anchor_mailbox(false).start().await;
+    let token = ready(&sim).await;
+    let response = client().post(invoke_url(&sim, sim.tenant_id())).bearer_auth(&token).json(&body).send().await;
+    assert_eq!(response.unwrap().status(), 200);
 }
