@@ -59,7 +59,8 @@ pub enum Event<'a> {
         /// Why (`HTTP 429`, `HTTP 503`, a network error).
         reason: &'a str,
     },
-    /// The service rejected the token (expired); it was invalidated and the request is sent again with a new one.
+    /// The service refused the token (401/403: expired, or issued before a permission changed); it was
+    /// invalidated and the request is sent again once with a new one.
     TokenRenewed {
         /// The cmdlet.
         cmdlet: &'a str,
@@ -131,7 +132,10 @@ impl ExoClientBuilder {
         self
     }
 
-    /// How to retry 429, 5xx and network failures (default [`RetryPolicy::default`]).
+    /// How often and how long to retry (default [`RetryPolicy::default`]). What is retried depends on the cmdlet
+    /// ([`is_read_only`](crate::is_read_only)): a read after 429, 408, 5xx and network failures; a write only
+    /// after what shows it did not run (429, 503 with `Retry-After`, a failed connect), any other failure of a
+    /// write being [`Error::OutcomeUnknown`]. A refused TLS certificate is never retried ([`Error::Tls`]).
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
         self
@@ -768,6 +772,8 @@ struct Answer {
     headers: HeaderMap,
     body: Vec<u8>,
     client_request_id: String,
+    /// [`token_digest`] of the token the request carried.
+    token_digest: u64,
 }
 
 impl Inner {
@@ -781,7 +787,8 @@ impl Inner {
     /// The page's body (empty for a 204), to be parsed with [`parse_page`].
     async fn fetch_page(&self, cmdlet: &str, url: &Url, body: &Arc<[u8]>) -> Result<Vec<u8>, Error> {
         let write = !crate::is_read_only(cmdlet);
-        let mut renewed = false;
+        // Whether the token was refused once already, and whether the token source then gave a new one.
+        let mut refused: Option<bool> = None;
         loop {
             let attempts = AtomicU32::new(0);
             let outcome = cba_http::with_retry(
@@ -821,23 +828,31 @@ impl Inner {
                 };
                 return Err(outcome_unknown(cmdlet, reason, Some(status.as_u16()), outcome.client_request_id, None));
             }
-            if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
-                && let Some(e) = permission_error(cmdlet, error.as_ref())
-            {
-                return Err(e);
-            }
-            if status == StatusCode::UNAUTHORIZED {
-                if !renewed {
-                    renewed = true;
-                    tracing::debug!(cmdlet, "401 from Exchange: renewing the token and retrying once");
-                    self.tokens.invalidate();
+            let refusal = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
+            // A refused token may be expired, or may predate a change (a role restored: a cached token is
+            // stale). Drop it and send the request once more with a new one. For a write too: a 401/403 is the
+            // service refusing the request before running it, so the one resend cannot make a change twice.
+            if refusal && refused.is_none() {
+                tracing::debug!(cmdlet, status = status.as_u16(), "token refused: renewing it and retrying once");
+                self.tokens.invalidate();
+                let next = self.tokens.token().await.map_err(|source| Error::Token { source })?;
+                let renewable = token_digest(&next) != outcome.token_digest;
+                refused = Some(renewable);
+                if renewable {
                     self.emit(&Event::TokenRenewed { cmdlet });
                     continue;
                 }
+                // The same token again (a fixed one): sending it again would be refused the same way.
+            }
+            if refusal && let Some(e) = permission_error(cmdlet, error.as_ref()) {
+                return Err(e);
+            }
+            if status == StatusCode::UNAUTHORIZED {
                 let detail = error
                     .map(|e| if e.message.is_empty() { e.code } else { e.message })
                     .or_else(|| www_authenticate_error(&outcome.headers));
-                return Err(Error::Unauthorized { cmdlet: cmdlet.to_string(), detail });
+                let renewed = refused.unwrap_or(false);
+                return Err(Error::Unauthorized { cmdlet: cmdlet.to_string(), detail, renewed });
             }
             if status == StatusCode::TOO_MANY_REQUESTS {
                 return Err(Error::Throttled {
@@ -865,9 +880,15 @@ impl Inner {
     /// One attempt: a fresh token, the request, the whole body.
     async fn send(&self, cmdlet: &str, url: &Url, body: Arc<[u8]>) -> Result<Answer, Error> {
         let token = self.tokens.token().await.map_err(|source| Error::Token { source })?;
+        let token_digest = token_digest(&token);
         let client_request_id = cba_http::client_request_id();
         let started = Instant::now();
         let transport = |source| Error::Transport { url: url.to_string(), source };
+        // A refused certificate is found before anything is sent (reqwest does not call it a connect error).
+        let connect = |source: reqwest::Error| match cba_http::tls_failure(&source) {
+            Some(failure) => Error::Tls { url: url.to_string(), failure },
+            None => transport(source),
+        };
         let mut response = self
             .http
             .post(url.clone())
@@ -882,7 +903,7 @@ impl Inner {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(transport)?;
+            .map_err(connect)?;
         let status = response.status();
         let headers = response.headers().clone();
         // Chunk by chunk into one buffer of the announced size (the spare one when a page was given back): each
@@ -900,8 +921,16 @@ impl Inner {
             client_request_id = %client_request_id,
             "InvokeCommand"
         );
-        Ok(Answer { status, headers, body, client_request_id })
+        Ok(Answer { status, headers, body, client_request_id, token_digest })
     }
+}
+
+/// A digest of a bearer token, to tell whether the token source gave a new one without keeping the token.
+fn token_digest(token: &str) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    token.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The most room set aside for a body from its Content-Length (a larger one grows as it arrives).

@@ -2,17 +2,16 @@
 
 use std::time::Duration;
 
-/// What `cba status` checks a "not allowed" answer points at.
+/// What a "not allowed" answer means: which permission and role the app needs, and that roles reach Exchange late.
 pub const NOT_ALLOWED_HINT: &str = "the app has no Exchange permission for this cmdlet: it needs the Exchange.ManageAsApp \
 application permission (admin-consented) AND an Entra role that covers the cmdlet (Exchange Administrator, or e.g. \
-Exchange Recipient Administrator / Global Reader for read-only cmdlets). Run `cba status` and look at the \
-\"Exchange.ManageAsApp granted\" and \"role assigned\" checks; a role assigned minutes ago can take up to an hour to \
-reach Exchange";
+Exchange Recipient Administrator / Global Reader for read-only cmdlets); a role assigned minutes ago can take up to an \
+hour to reach Exchange";
 
-/// What to do when the service says the app's role is not supported app-only.
+/// What an "unsupported role" answer means: which Entra roles Exchange accepts for app-only access.
 pub const UNSUPPORTED_ROLE_HINT: &str = "Exchange accepts only some Entra roles for app-only access (Exchange \
 Administrator, Global Reader, Exchange Recipient Administrator, Compliance/Security Administrator or Reader, \
-Helpdesk Administrator, Global Administrator). Run `cba status` and look at the \"role assigned\" check";
+Helpdesk Administrator, Global Administrator)";
 
 /// One entry of the service's `error.details[]`: its `message` is `code|exception type|text`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,17 +89,23 @@ pub enum Error {
         hint: &'static str,
     },
 
-    /// 401 again after getting a fresh token: the token is not accepted at all (wrong audience, tenant, …).
+    /// 401 and not a permission refusal: the token is not accepted (expired, wrong audience or tenant, …). When
+    /// the token source could give another token, it was asked for one and the request sent again once
+    /// (`renewed`); a fixed token ([`StaticToken`](cba_http::StaticToken)) cannot be renewed, so it is sent once.
     #[error(
-        "Exchange rejected the access token for {cmdlet} (HTTP 401{}) even after renewing it; check that it was \
-         issued for the Exchange resource (scope https://outlook.office365.com/.default) in this tenant",
-        detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+        "Exchange rejected the access token for {cmdlet} (HTTP 401{}){}; check that it was issued for the Exchange \
+         resource (scope https://outlook.office365.com/.default) in this tenant{}",
+        detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default(),
+        if *renewed { " even after renewing it" } else { "" },
+        if *renewed { "" } else { " and has not expired (the token source gave the same token again: it cannot be renewed)" }
     )]
     Unauthorized {
         /// The cmdlet.
         cmdlet: String,
         /// The service's message or `WWW-Authenticate` error, if any.
         detail: Option<String>,
+        /// Whether a new token was obtained and refused too (false: the source gave the same token again).
+        renewed: bool,
     },
 
     /// Still throttled (429) when the retry budget ran out.
@@ -157,7 +162,18 @@ pub enum Error {
         source: Option<reqwest::Error>,
     },
 
-    /// The request did not get a response (DNS, connection, TLS, timeout), after the retries.
+    /// The server's TLS certificate was refused. Not retried (it fails the same way every time), and never an
+    /// unknown outcome: the handshake failed before any of the request was sent. Typically a TLS-inspecting proxy
+    /// whose root CA is not trusted; see [`cba_http::HttpConfig::add_root_certificates`].
+    #[error("could not reach Exchange at {url}: the server's TLS certificate was refused: {failure}")]
+    Tls {
+        /// The URL.
+        url: String,
+        /// What was refused.
+        failure: cba_http::TlsFailure,
+    },
+
+    /// The request did not get a response (DNS, connection, timeout), after the retries.
     #[error("could not reach Exchange at {url}")]
     Transport {
         /// The URL.
@@ -231,6 +247,14 @@ impl Error {
         }
     }
 
+    /// The refused server certificate, for [`Error::Tls`].
+    pub fn tls_failure(&self) -> Option<&cba_http::TlsFailure> {
+        match self {
+            Error::Tls { failure, .. } => Some(failure),
+            _ => None,
+        }
+    }
+
     /// Whether a write cmdlet may have run although it failed ([`Error::OutcomeUnknown`]): look before retrying.
     pub fn is_outcome_unknown(&self) -> bool {
         matches!(self, Error::OutcomeUnknown { .. })
@@ -245,6 +269,7 @@ impl Error {
     pub fn is_remote(&self) -> bool {
         match self {
             Error::Transport { .. }
+            | Error::Tls { .. }
             | Error::Throttled { .. }
             | Error::Protocol { .. }
             | Error::OutcomeUnknown { .. } => true,

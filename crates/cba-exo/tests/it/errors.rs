@@ -54,29 +54,38 @@ async fn a_cmdlet_error_keeps_the_service_details() {
 }
 
 #[tokio::test]
-async fn not_allowed_says_what_is_missing_and_is_not_retried() {
+async fn not_allowed_says_what_is_missing_after_one_try_with_a_new_token() {
     let body =
         json!({"error": {"code": "Unauthorized", "message": "User is not allowed to call Get-Mailbox", "details": []}});
     let (err, requests, tokens) = fail_with(ResponseTemplate::new(401).set_body_json(body)).await;
-    assert_eq!(requests, 1);
-    assert_eq!(tokens.invalidated(), 0, "a permission refusal is not an expired token");
+    assert_eq!(requests, 2, "a token issued before the permission changed is replaced once, not in a loop");
+    assert_eq!(tokens.invalidated(), 1);
     match &err {
         Error::NotAllowed { cmdlet, message, hint } => {
             assert_eq!(cmdlet, "Get-Mailbox");
             assert_eq!(message, "User is not allowed to call Get-Mailbox");
-            assert!(hint.contains("Exchange.ManageAsApp") && hint.contains("cba status"), "{hint}");
+            assert!(hint.contains("Exchange.ManageAsApp") && hint.contains("Entra role"), "{hint}");
+            assert!(!hint.contains("cba "), "the library names no CLI command: {hint}");
         }
         other => panic!("{other:?}"),
     }
     assert!(err.is_permission());
-    assert!(err.to_string().contains("role assigned"), "{err}");
+    assert!(err.to_string().contains("role assigned minutes ago"), "{err}");
+}
+
+#[tokio::test]
+async fn a_403_refusal_is_retried_once_with_a_new_token_too() {
+    let body = json!({"error": {"code": "Forbidden", "message": "Access denied", "details": []}});
+    let (err, requests, tokens) = fail_with(ResponseTemplate::new(403).set_body_json(body)).await;
+    assert_eq!((requests, tokens.invalidated()), (2, 1));
+    assert!(matches!(&err, Error::Cmdlet { status: 403, .. }), "{err:?}");
 }
 
 #[tokio::test]
 async fn an_unsupported_role_is_explained() {
     let body = json!({"error": {"code": "Unauthorized", "message": "The role assigned to application 631a96bc-a705-4eda-9f99-fdaf9f54f6a2 isn't supported in this scenario. Please check online documentation for assigning correct Directory Roles to Azure AD Application for EXO App-Only Authentication."}});
     let (err, requests, _) = fail_with(ResponseTemplate::new(401).set_body_json(body)).await;
-    assert_eq!(requests, 1);
+    assert_eq!(requests, 2, "once more with a new token");
     match &err {
         Error::UnsupportedRole { app_id, hint, .. } => {
             assert_eq!(app_id.as_deref(), Some("631a96bc-a705-4eda-9f99-fdaf9f54f6a2"));

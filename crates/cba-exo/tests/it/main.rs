@@ -5,6 +5,7 @@ mod errors;
 mod paging;
 mod sim;
 mod support;
+mod tls;
 mod tokens;
 mod wire;
 mod writes;

@@ -161,9 +161,29 @@ async fn an_app_without_a_role_is_not_allowed() {
     let exo = client(&sim, tokens.clone(), 1000);
     let err = exo.collect_all("Get-Mailbox", &Parameters::new()).await.unwrap_err();
     assert!(matches!(&err, Error::NotAllowed { cmdlet, .. } if cmdlet == "Get-Mailbox"), "{err:?}");
-    assert!(err.to_string().contains("cba status"));
-    assert_eq!(exchange_requests(&sim).await.len(), 1, "not retried");
-    assert_eq!(tokens.minted(), 1, "the token was not thrown away");
+    assert!(err.to_string().contains("Exchange.ManageAsApp"), "{err}");
+    assert_eq!(exchange_requests(&sim).await.len(), 2, "sent again once, with a new token");
+    assert_eq!(tokens.minted(), 2, "the refused token was thrown away, once");
+}
+
+#[tokio::test]
+async fn a_permission_restored_after_a_refusal_works_although_the_held_token_predates_it() {
+    // The grant (Exchange.ManageAsApp, in the token's `roles`) is missing, then restored: the token held since
+    // the refusal lacks it, so the next call is refused once more and then goes through with a new token.
+    let sim = sim_with(3, |b| b).await;
+    let app = sim.seed_app("exo-script", &[] as &[Vec<u8>]).await;
+    sim.seed_role_assignment(&app, EXCHANGE_ADMINISTRATOR).await;
+    let tokens = SimTokens::new(&sim, &app);
+    let exo = client(&sim, tokens.clone(), 1000);
+    let err = exo.collect_all("Get-OrganizationConfig", &Parameters::new()).await.unwrap_err();
+    assert!(err.is_permission(), "{err:?}");
+
+    sim.seed_grant_manage_as_app(&app).await;
+    exo.collect_all("Set-Mailbox", &set_custom_attribute("user00001", "restored")).await.unwrap();
+    assert_eq!(custom_attribute(&exo, "user00001").await, "restored");
+    let statuses: Vec<u16> = exchange_requests(&sim).await.into_iter().map(|(_, s)| s).collect();
+    assert_eq!(statuses, [401, 401, 401, 204, 200], "the write was refused once, then ran once");
+    assert_eq!(tokens.minted(), 3);
 }
 
 #[tokio::test]
