@@ -64,6 +64,16 @@ impl CacheKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The start every key of app `client_id` in `tenant` at `authority` shares (any scope, any certificate).
+    fn app_prefix(authority: &Authority, tenant: &str, client_id: &str) -> String {
+        format!(
+            "{}|{}|{}|",
+            authority.as_str().to_ascii_lowercase(),
+            tenant.to_ascii_lowercase(),
+            client_id.to_ascii_lowercase()
+        )
+    }
 }
 
 /// A certificate file's identity on disk (path, size, modification time), so a cache hit can find the
@@ -237,6 +247,39 @@ impl TokenCache {
         self.update_file(|file| {
             file.certificates.insert(stamp.path.clone(), entry);
         })
+    }
+
+    /// Forget the token for `key`, in memory and on disk (a token the service refused: the next lookup misses).
+    pub fn remove(&self, key: &CacheKey) -> Result<()> {
+        self.remove_where(|k| k == key.as_str()).map(drop)
+    }
+
+    /// Forget every token of app `client_id` in `tenant` at `authority`, whatever its scope or certificate, in
+    /// memory and on disk (the app was deleted, or its certificate replaced). `tenant` is matched as written in
+    /// the key (an id and a domain are different keys: call once for each). Returns how many were removed.
+    pub fn remove_app(&self, authority: &Authority, tenant: &str, client_id: &str) -> Result<usize> {
+        let prefix = CacheKey::app_prefix(authority, tenant, client_id);
+        self.remove_where(|k| k.starts_with(&prefix))
+    }
+
+    /// Remove the tokens whose key `matches`; the file is rewritten only when it holds one.
+    fn remove_where(&self, matches: impl Fn(&str) -> bool) -> Result<usize> {
+        let mut removed: std::collections::HashSet<String> = {
+            let mut state = self.lock();
+            let keys: Vec<String> = state.tokens.keys().filter(|k| matches(k)).cloned().collect();
+            for k in &keys {
+                state.tokens.remove(k);
+            }
+            keys.into_iter().collect()
+        };
+        if let Some(path) = self.file.as_deref() {
+            let on_disk: Vec<String> = read_file(path)?.tokens.into_keys().filter(|k| matches(k)).collect();
+            if !on_disk.is_empty() {
+                self.update_file(|file| file.tokens.retain(|k, _| !matches(k)))?;
+                removed.extend(on_disk);
+            }
+        }
+        Ok(removed.len())
     }
 
     /// Forget everything, in memory and on disk.

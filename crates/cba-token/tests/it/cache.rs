@@ -281,6 +281,56 @@ fn clear_forgets_memory_and_file() {
 }
 
 #[test]
+fn remove_and_remove_app_forget_only_those_tokens_in_memory_and_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let cache = TokenCache::with_file(&file);
+    let login = cba_token::Authority::new("https://login.microsoftonline.com").unwrap();
+    let other_cloud = cba_token::Authority::new("https://login.microsoftonline.us").unwrap();
+    let at = now();
+    let token = |s: &str| AccessToken::new(s, "Bearer", at + time::Duration::hours(1), EXO_SCOPE);
+    let other_app = "0b9a3e5c-1111-4222-8333-444455556666";
+    let keys = [
+        CacheKey::new(&login, TENANT, CLIENT_ID, EXO_SCOPE, "AA"),
+        CacheKey::new(&login, TENANT, CLIENT_ID, "https://graph.microsoft.com/.default", "AA"),
+        CacheKey::new(&login, TENANT, CLIENT_ID, EXO_SCOPE, "BB"),
+        CacheKey::new(&login, TENANT, other_app, EXO_SCOPE, "AA"),
+        CacheKey::new(&login, "fabrikam.onmicrosoft.com", CLIENT_ID, EXO_SCOPE, "AA"),
+        CacheKey::new(&other_cloud, TENANT, CLIENT_ID, EXO_SCOPE, "AA"),
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        cache.put(k, &token(&format!("t{i}")), at).unwrap();
+    }
+
+    cache.remove(&keys[0]).unwrap();
+    assert!(cache.get(&keys[0], at).is_none());
+    // Not in the file either: a new instance (another process) misses too.
+    let fresh = TokenCache::with_file(&file);
+    assert!(fresh.get(&keys[0], at).is_none());
+    assert!(fresh.get(&keys[2], at).is_some());
+    cache.remove(&keys[0]).unwrap(); // removing a missing key is fine
+
+    // Every scope and certificate of the app in that tenant and cloud; case does not matter.
+    let removed = cache.remove_app(&login, &TENANT.to_ascii_uppercase(), &CLIENT_ID.to_ascii_uppercase()).unwrap();
+    assert_eq!(removed, 2);
+    let fresh = TokenCache::with_file(&file);
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(cache.get(k, at).is_some(), i >= 3, "memory, key {i}");
+        assert_eq!(fresh.get(k, at).is_some(), i >= 3, "file, key {i}");
+    }
+    assert_eq!(cache.remove_app(&login, TENANT, CLIENT_ID).unwrap(), 0, "twice is fine");
+
+    // An in-memory cache forgets too; a missing file is not created.
+    let memory = TokenCache::in_memory();
+    memory.put(&keys[0], &token("m"), at).unwrap();
+    assert_eq!(memory.remove_app(&login, TENANT, CLIENT_ID).unwrap(), 1);
+    assert!(memory.get(&keys[0], at).is_none());
+    let absent = dir.path().join("absent").join("tokens.json");
+    assert_eq!(TokenCache::with_file(&absent).remove_app(&login, TENANT, CLIENT_ID).unwrap(), 0);
+    assert!(!absent.parent().unwrap().exists());
+}
+
+#[test]
 fn certificate_stamps_find_the_thumbprint_until_the_file_changes() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tokens.json");
