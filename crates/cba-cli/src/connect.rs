@@ -31,18 +31,50 @@ impl Ui {
 
 impl Progress for Ui {
     fn event(&self, event: &Event) {
+        use std::io::IsTerminal as _;
+        let terminal = std::io::stderr().is_terminal();
+        output::progress(|open| self.render(event, terminal, open));
+    }
+}
+
+impl Ui {
+    /// How `event` shows on stderr. On a terminal the waits of a step rewrite one line in place (`\r`, clear
+    /// to the end of the line: reason, time so far, what is left of the step's budget), ended by the next
+    /// other event; elsewhere (a log file, a pipe) each wait is a line of its own. `open`: such a line is
+    /// showing. Returns the bytes and whether a wait line is showing after them.
+    fn render(&self, event: &Event, terminal: bool, open: bool) -> (String, bool) {
+        let end_wait_line = if open { "\n" } else { "" };
+        let line = |text: String| (format!("{end_wait_line}{text}\n"), false);
         match event {
-            Event::Stage(text) => self.step(text),
-            Event::Detail(text) => self.detail(text),
-            Event::Prompt(text) => output::info(self.style.warning(text)),
-            Event::Wait { reason, next_try_in, elapsed, .. } => {
-                let so_far =
-                    if elapsed.is_zero() { String::new() } else { format!(", {} s so far", elapsed.as_secs()) };
-                self.detail(&format!("{reason} — retrying in {:.1} s{so_far}", next_try_in.as_secs_f64()));
+            Event::Stage(text) => line(text.clone()),
+            Event::Detail(text) => line(self.style.dim(&format!("  {text}"))),
+            Event::Prompt(text) => line(self.style.warning(text)),
+            Event::Wait { reason, next_try_in, elapsed, remaining } if terminal => {
+                let text = format!(
+                    "  {reason} — retrying in {:.1} s ({} so far, {} left)",
+                    next_try_in.as_secs_f64(),
+                    seconds(*elapsed),
+                    seconds(*remaining)
+                );
+                (format!("\r{}\x1b[K", self.style.dim(&text)), true)
             }
-            _ => {}
+            Event::Wait { reason, next_try_in, elapsed, remaining } => {
+                let so_far = if elapsed.is_zero() {
+                    String::new()
+                } else {
+                    format!(", {} so far, {} left", seconds(*elapsed), seconds(*remaining))
+                };
+                line(self.style.dim(&format!("  {reason} — retrying in {:.1} s{so_far}", next_try_in.as_secs_f64())))
+            }
+            _ => (String::new(), open),
         }
     }
+}
+
+/// `42 s`, `4 m 05 s`.
+fn seconds(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 { format!("{s} s") } else { format!("{} m {:02} s", s / 60, s % 60) }
 }
 
 /// A token client for `urls` (retries per cba-token's policy; no cache: these commands want fresh answers).
@@ -94,10 +126,21 @@ pub fn lifecycle_failure(e: cba_lifecycle::Error) -> anyhow::Error {
         ),
         e @ L::CertificateMismatch { .. } => fail(Exit::BadInput, e),
         L::UnusableCertificate { location, problem } => {
-            let hint = crate::hints::cert_problem_hint(&problem).unwrap_or("use another --cert, or omit it to make one");
+            let hint =
+                crate::hints::cert_problem_hint(&problem).unwrap_or("use another --cert, or omit it to make one");
             fail(Exit::BadInput, format!("{location}: {problem}; {hint}"))
         }
-        e @ L::WrongTenant { .. } => fail(Exit::Auth, format!("{e}: sign in to the right tenant")),
+        e @ L::WrongTenant { .. } => {
+            fail(Exit::Auth, format!("{e}: nothing was changed; sign in to the right tenant, or fix --tenant"))
+        }
+        e @ L::TenantUnconfirmed { .. } => fail(
+            Exit::Auth,
+            format!(
+                "{}: nothing was changed; use a Graph token that carries User.Read (or Organization.Read.All), \
+                 give --tenant as the tenant id, or sign in with --admin device-code",
+                chain(&e)
+            ),
+        ),
         e @ L::MayStillExist { .. } => fail(
             Exit::Remote,
             format!("{e}: rerun `cba setup` with this profile to finish it, or run teardown again in a few minutes"),
@@ -181,3 +224,58 @@ pub fn kind_exit(e: &cba_token::Error) -> Exit {
 }
 
 pub use cba_lifecycle::status::chain;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::output::ColorChoice;
+
+    /// The bytes a run of events puts on stderr.
+    fn rendered(events: &[Event], terminal: bool) -> String {
+        let ui = Ui { style: Style::new(ColorChoice::Never, true), all_waits: false };
+        let (mut out, mut open) = (String::new(), false);
+        for event in events {
+            let (text, now_open) = ui.render(event, terminal, open);
+            out.push_str(&text);
+            open = now_open;
+        }
+        out
+    }
+
+    fn wait(elapsed: u64, remaining: u64) -> Event {
+        Event::Wait {
+            reason: "AADSTS700016: the app has not replicated yet".into(),
+            next_try_in: Duration::from_millis(1500),
+            elapsed: Duration::from_secs(elapsed),
+            remaining: Duration::from_secs(remaining),
+        }
+    }
+
+    #[test]
+    fn waits_rewrite_one_line_on_a_terminal() {
+        let events = [Event::Stage("3/5 service principal".into()), wait(0, 300), wait(2, 298), wait(65, 235)];
+        let mut events = events.to_vec();
+        events.push(Event::Detail("service principal: created".into()));
+        assert_eq!(
+            rendered(&events, true),
+            "3/5 service principal\n\
+             \r  AADSTS700016: the app has not replicated yet — retrying in 1.5 s (0 s so far, 5 m 00 s left)\x1b[K\
+             \r  AADSTS700016: the app has not replicated yet — retrying in 1.5 s (2 s so far, 4 m 58 s left)\x1b[K\
+             \r  AADSTS700016: the app has not replicated yet — retrying in 1.5 s (1 m 05 s so far, 3 m 55 s left)\x1b[K\
+             \n  service principal: created\n"
+        );
+    }
+
+    #[test]
+    fn waits_are_plain_lines_elsewhere() {
+        let events = [wait(0, 300), wait(2, 298), Event::Stage("4/5 grant".into())];
+        assert_eq!(
+            rendered(&events, false),
+            "  AADSTS700016: the app has not replicated yet — retrying in 1.5 s\n\
+             \x20 AADSTS700016: the app has not replicated yet — retrying in 1.5 s, 2 s so far, 4 m 58 s left\n\
+             4/5 grant\n"
+        );
+    }
+}

@@ -101,17 +101,60 @@ impl Drop for Staged {
     }
 }
 
-/// Commit every staged file, or none: on failure, files this call created are removed again.
+/// Commit every staged file, or none: on failure, files this call created are removed again and, with
+/// `force`, the files it replaced are put back (each is kept under a backup name until all are in place).
 pub fn commit_all(staged: &mut [Staged], force: bool) -> anyhow::Result<()> {
+    // A target that is a folder (or anything but a file) would fail halfway: refuse before touching any.
+    for s in staged.iter() {
+        if let Ok(meta) = fs::symlink_metadata(&s.target)
+            && !meta.is_file()
+        {
+            return Err(fail(
+                Exit::BadInput,
+                format!(
+                    "{} exists and is not a file: remove it or choose another --name/--out-dir",
+                    s.target.display()
+                ),
+            ));
+        }
+    }
+    let mut backups: Vec<Option<PathBuf>> = Vec::with_capacity(staged.len());
+    if force {
+        for s in staged.iter() {
+            if s.target.exists() {
+                let backup = s.temp.with_extension("bak");
+                if let Err(e) = fs::hard_link(&s.target, &backup) {
+                    for b in backups.iter().flatten() {
+                        let _ = fs::remove_file(b);
+                    }
+                    return Err(write_error(&s.target, &e));
+                }
+                backups.push(Some(backup));
+            } else {
+                backups.push(None);
+            }
+        }
+    }
     for i in 0..staged.len() {
         if let Err(e) = staged[i].commit(force) {
-            if !force {
-                for done in &staged[..i] {
-                    let _ = fs::remove_file(&done.target);
+            for (done, backup) in staged[..i].iter().zip(backups.iter().chain(std::iter::repeat(&None))) {
+                match backup {
+                    Some(b) => {
+                        let _ = fs::rename(b, &done.target);
+                    }
+                    None => {
+                        let _ = fs::remove_file(&done.target);
+                    }
                 }
+            }
+            for b in backups.iter().skip(i).flatten() {
+                let _ = fs::remove_file(b);
             }
             return Err(e);
         }
+    }
+    for b in backups.iter().flatten() {
+        let _ = fs::remove_file(b);
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //!
 //! Glue only: parse arguments, read env and files, call the library crates, print.
 
+mod certfile;
 mod cmd;
 mod connect;
 mod exit;
@@ -9,6 +10,7 @@ mod fsutil;
 mod hints;
 mod http;
 mod output;
+mod powershell;
 mod profile;
 mod secrets;
 mod settings;
@@ -122,19 +124,29 @@ fn main() -> ExitCode {
     let style = Style::new(cli.color, std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()));
     init_logging(cli.verbose, style);
     let global = Global { output: cli.output, verbose: cli.verbose, style };
-    let result = cli.command.check_output(cli.output).and_then(|()| match cli.command {
-        Command::Cert(c) => cmd::cert::run(c, &global),
-        Command::Setup(a) => cmd::setup::run(*a, &global),
-        Command::Status(a) => cmd::status::run(*a, &global),
-        Command::Teardown(a) => cmd::teardown::run(*a, &global),
-        #[cfg(feature = "sim")]
-        Command::Demo(a) => cmd::demo::run(a, &global),
-        Command::Token(a) => cmd::token::run(*a, &global),
-        Command::Exo(c) => cmd::exo::run(*c, &global),
-        #[cfg(feature = "sim")]
-        Command::Sim(c) => cmd::sim::run(c),
-        Command::Completions(a) => cmd::completions::run(a),
+    quiet_closed_pipe_panics();
+    // A `println!`/`eprintln!` into a closed pipe panics; unwinding runs the destructors (the demo's folder
+    // guard), and the closed pipe then ends the process quietly like any other.
+    let run = std::panic::AssertUnwindSafe(|| {
+        cli.command.check_output(cli.output).and_then(|()| match cli.command {
+            Command::Cert(c) => cmd::cert::run(c, &global),
+            Command::Setup(a) => cmd::setup::run(*a, &global),
+            Command::Status(a) => cmd::status::run(*a, &global),
+            Command::Teardown(a) => cmd::teardown::run(*a, &global),
+            #[cfg(feature = "sim")]
+            Command::Demo(a) => cmd::demo::run(a, &global),
+            Command::Token(a) => cmd::token::run(*a, &global),
+            Command::Exo(c) => cmd::exo::run(*c, &global),
+            #[cfg(feature = "sim")]
+            Command::Sim(c) => cmd::sim::run(c),
+            Command::Completions(a) => cmd::completions::run(a),
+        })
     });
+    let result = match std::panic::catch_unwind(run) {
+        Ok(result) => result,
+        Err(panic) if is_closed_pipe_panic(&panic) => return ExitCode::SUCCESS,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -153,6 +165,37 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
+/// The panic of `print!`-style macros when stdout or stderr is a closed pipe ("failed printing to stderr:
+/// Broken pipe (os error 32)").
+fn is_closed_pipe_panic(payload: &(dyn std::any::Any + Send)) -> bool {
+    let text = match (payload.downcast_ref::<String>(), payload.downcast_ref::<&str>()) {
+        (Some(s), _) => s.as_str(),
+        (None, Some(s)) => s,
+        (None, None) => return false,
+    };
+    closed_pipe_message(text)
+}
+
+fn closed_pipe_message(text: &str) -> bool {
+    let printing = text.starts_with("failed printing to stdout") || text.starts_with("failed printing to stderr");
+    let os_error = text
+        .rsplit_once("(os error ")
+        .and_then(|(_, code)| code.strip_suffix(')'))
+        .and_then(|code| code.parse::<i32>().ok());
+    printing
+        && os_error.is_some_and(|code| std::io::Error::from_raw_os_error(code).kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// No panic message for a closed pipe (there is nowhere to print it, or nobody reading); others as usual.
+fn quiet_closed_pipe_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !is_closed_pipe_panic(info.payload()) {
+            default(info);
+        }
+    }));
+}
+
 fn init_logging(verbose: u8, style: Style) {
     let level = match verbose {
         0 => return,
@@ -165,4 +208,21 @@ fn init_logging(verbose: u8, style: Style) {
         .with_ansi(style.color())
         .with_target(verbose > 1)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_print_into_a_closed_pipe_is_recognised() {
+        #[cfg(unix)]
+        let code = 32; // EPIPE
+        #[cfg(windows)]
+        let code = 232; // ERROR_NO_DATA
+        let os = std::io::Error::from_raw_os_error(code);
+        assert!(super::closed_pipe_message(&format!("failed printing to stderr: {os}")), "{os}");
+        assert!(super::closed_pipe_message(&format!("failed printing to stdout: {os}")));
+        let full = std::io::Error::from_raw_os_error(28); // ENOSPC on Linux: a real failure, not a closed pipe
+        assert!(!super::closed_pipe_message(&format!("failed printing to stdout: {full}")));
+        assert!(!super::closed_pipe_message(&format!("index out of bounds {os}")));
+    }
 }

@@ -200,17 +200,19 @@ pub struct AppArgs {
     pub password: crate::secrets::PasswordArgs,
 }
 
-/// `90`, `90s`, `5m`, `1h`.
+/// `90`, `90s`, `5m`, `1h`, `7d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("{s:?}: expected a number with s, m or h (90s, 5m, 1h)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m or h")),
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?}: expected a number with s, m, h or d (90s, 5m, 1h, 7d)"))?;
+    let unit_secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h or d")),
     };
+    let secs = n.checked_mul(unit_secs).ok_or_else(|| format!("{s:?}: too long"))?;
     Ok(Duration::from_secs(secs))
 }
 
@@ -301,5 +303,18 @@ impl Credentials {
             authority_host: self.authority_host.or(fallback.authority_host),
             send_x5c: self.send_x5c.or(fallback.send_x5c),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_days() {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("0d"), Ok(Duration::ZERO));
+        assert!(parse_duration("1.5d").is_err());
+        assert!(parse_duration("99999999999999999d").is_err(), "overflow is refused, not wrapped");
     }
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::client::{Request, filter_eq, guid, odata_string, segment};
 use crate::model::{
     AppRoleAssignment, Application, Created, Deleted, KeyCredential, NewAppRoleAssignment, NewApplication,
-    RoleAssignment, ServicePrincipal,
+    Organization, RoleAssignment, ServicePrincipal,
 };
 use crate::{Error, GraphClient, ProofSigner, Replication};
 
@@ -305,6 +305,21 @@ impl GraphClient {
         let app_id = guid("appId", app_id)?;
         let path = format!("/servicePrincipals(appId='{app_id}')?$select=id,appId,displayName,appRoles");
         optional(self.send_json(&Request::get(path)).await)
+    }
+
+    /// `GET /organization?$select=id,displayName,verifiedDomains`: the tenant the token acts in. Needs
+    /// `User.Read` (delegated) or `Organization.Read.All` / `Directory.Read.All` (app-only).
+    pub async fn organization(&self) -> Result<Organization, Error> {
+        let request = Request::get("/organization?$select=id,displayName,verifiedDomains".to_string());
+        let mut orgs: Vec<Organization> = self.list(request).await?;
+        match orgs.len() {
+            1 => Ok(orgs.remove(0)),
+            n => Err(Error::Invalid {
+                what: "Graph answer",
+                value: format!("{n} organizations"),
+                reason: "GET /organization must list exactly the token's tenant".into(),
+            }),
+        }
     }
 
     /// `DELETE /servicePrincipals/{id}`.

@@ -555,8 +555,12 @@ fn classify<T>(request: &Request<'_>, outcome: &Result<T, impl std::borrow::Borr
             }
         }
         Error::Transport { source, .. } => {
-            // A refused connection never reached Graph; anything else might have.
-            if source.is_connect() || (request.idempotent && cba_http::is_transient_error(source)) {
+            // A failed connect never reached Graph (safe to resend); anything else might have. A refused
+            // connection is not retried at all: nothing listens there, and it will not start to.
+            let unsent = source.is_connect() && cba_http::tls_failure(source).is_none();
+            if cba_http::is_connection_refused(source) {
+                Verdict::Done
+            } else if unsent || (request.idempotent && cba_http::is_transient_error(source)) {
                 Verdict::Retry { after: None, reason: format!("no answer ({})", transport_kind(source)) }
             } else {
                 Verdict::Done

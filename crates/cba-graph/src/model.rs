@@ -289,3 +289,44 @@ mod tests {
         assert_eq!(json, serde_json::json!({"type":"AsymmetricX509Cert","usage":"Verify","key":"AAAA","keyId":"k"}));
     }
 }
+
+/// `organization`: the tenant a token acts in (`GET /organization`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Organization {
+    /// The tenant id.
+    pub id: String,
+    /// The tenant's name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Its verified domains.
+    #[serde(default)]
+    pub verified_domains: Vec<VerifiedDomain>,
+}
+
+/// A verified domain of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifiedDomain {
+    /// The domain, e.g. `contoso.onmicrosoft.com`.
+    pub name: String,
+    /// The tenant's initial `*.onmicrosoft.com` domain (what `Connect-ExchangeOnline -Organization` takes).
+    #[serde(default)]
+    pub is_initial: bool,
+    /// The default domain.
+    #[serde(default)]
+    pub is_default: bool,
+}
+
+impl Organization {
+    /// Whether `tenant` (an id or a domain) names this organization.
+    pub fn is(&self, tenant: &str) -> bool {
+        self.id.eq_ignore_ascii_case(tenant)
+            || self.verified_domains.iter().any(|d| d.name.eq_ignore_ascii_case(tenant))
+    }
+
+    /// The initial `*.onmicrosoft.com` domain.
+    pub fn initial_domain(&self) -> Option<&str> {
+        self.verified_domains.iter().find(|d| d.is_initial).map(|d| d.name.as_str())
+    }
+}

@@ -236,8 +236,25 @@ pub fn is_transient_status(status: reqwest::StatusCode) -> bool {
 
 /// Whether a transport error is worth retrying (timeouts, connection resets). A refused server certificate
 /// ([`tls_failure`]) is not, although reqwest reports it as a connect error: it fails the same way every time.
+///
+/// A refused connection is not either: nothing listens at that address (a wrong URL, a proxy that is down, a
+/// simulator that is not running), and waiting minutes for it helps no one. Every client fails at once on it.
 pub fn is_transient_error(error: &reqwest::Error) -> bool {
-    (error.is_timeout() || error.is_connect() || error.is_request()) && tls_failure(error).is_none()
+    (error.is_timeout() || error.is_connect() || error.is_request())
+        && tls_failure(error).is_none()
+        && !is_connection_refused(error)
+}
+
+/// Whether the connection was refused (an `io::ErrorKind::ConnectionRefused` somewhere in the chain).
+pub fn is_connection_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Refused endpoint URL.

@@ -43,6 +43,70 @@ pub struct AdminSession {
     pub tokens: Arc<dyn TokenSource>,
     /// The token's `tid`, when the token can be read.
     pub tenant_id: Option<String>,
+    /// The token was issued by the named tenant's own authority (device code, a provisioning app's
+    /// certificate): Entra resolved the tenant, so its `tid` is that tenant. A token the caller brought may
+    /// come from anywhere.
+    pub issued_for_tenant: bool,
+}
+
+/// The tenant an administrator's credential acts in, confirmed before any write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmedTenant {
+    /// The tenant id.
+    pub id: String,
+    /// Its initial `*.onmicrosoft.com` domain, when Graph said.
+    pub initial_domain: Option<String>,
+}
+
+/// Confirm that `session` acts in `tenant` (an id or a domain) before anything is written: by the token's
+/// `tid` when the token can be read and the tenant is an id, else by Graph's `GET /organization` (its id
+/// and verified domains). Refuses with [`Error::WrongTenant`] naming both, or when nothing can confirm it.
+pub async fn confirm_tenant(
+    services: &Services,
+    graph: &cba_graph::GraphClient,
+    session: &AdminSession,
+    tenant: &str,
+) -> Result<ConfirmedTenant, Error> {
+    if let Some(tid) = &session.tenant_id
+        && crate::is_guid(tenant)
+        && !tid.eq_ignore_ascii_case(tenant)
+    {
+        return Err(Error::WrongTenant { expected: tenant.to_string(), actual: tid.clone() });
+    }
+    match graph.organization().await {
+        Ok(org) if org.is(tenant) => {
+            Ok(ConfirmedTenant { id: org.id.clone(), initial_domain: org.initial_domain().map(str::to_owned) })
+        }
+        Ok(org) => {
+            let actual = match org.initial_domain() {
+                Some(domain) => format!("{} ({domain})", org.id),
+                None => org.id.clone(),
+            };
+            Err(Error::WrongTenant { expected: tenant.to_string(), actual })
+        }
+        // The token may not read the organization (a provisioning app without Organization.Read.All).
+        Err(e) if e.is_permission_denied() => match &session.tenant_id {
+            Some(tid) if crate::is_guid(tenant) || session.issued_for_tenant => {
+                // The id matched above, or Entra itself resolved the named tenant when it issued the token.
+                Ok(ConfirmedTenant { id: tid.clone(), initial_domain: None })
+            }
+            Some(tid) => {
+                // A domain: ask the login service (public, no token) which tenant it belongs to.
+                let resolved = services
+                    .tokens
+                    .tenant_id_of(tenant)
+                    .await
+                    .map_err(Error::token_in(format!("looking up which tenant {tenant} is")))?;
+                if resolved.eq_ignore_ascii_case(tid) {
+                    Ok(ConfirmedTenant { id: tid.clone(), initial_domain: None })
+                } else {
+                    Err(Error::WrongTenant { expected: format!("{tenant} ({resolved})"), actual: tid.clone() })
+                }
+            }
+            None => Err(Error::TenantUnconfirmed { tenant: tenant.to_string(), source: e }),
+        },
+        Err(e) => Err(Error::Graph { doing: format!("confirming that the administrator acts in {tenant}"), source: e }),
+    }
 }
 
 impl std::fmt::Debug for AdminSession {
@@ -60,6 +124,8 @@ pub async fn sign_in(services: &Services, credential: &AdminCredential, tenant: 
         AdminCredential::DeviceCode => {
             let mut options = DeviceCodeOptions::for_setup(graph_resource);
             options.tenant = tenant.to_string();
+            // User.Read lets `GET /organization` confirm the tenant and name its onmicrosoft.com domain.
+            options.scopes.push(format!("{}/User.Read", graph_resource.trim_end_matches('/')));
             let progress = services.progress.clone();
             admin::device_code(&services.tokens, &options, |prompt| {
                 progress.event(&Event::Prompt(prompt.message.clone()));
@@ -76,11 +142,12 @@ pub async fn sign_in(services: &Services, credential: &AdminCredential, tenant: 
                 .await
                 .map_err(Error::token_in(format!("the provisioning app {client_id}'s Graph token")))?;
             let tenant_id = tenant_of(&token);
-            return Ok(AdminSession { tokens: Arc::new(source), tenant_id });
+            return Ok(AdminSession { tokens: Arc::new(source), tenant_id, issued_for_tenant: true });
         }
     };
     let tenant_id = tenant_of(&token);
-    Ok(AdminSession { tokens: Arc::new(StaticToken::new(token.secret())), tenant_id })
+    let issued_for_tenant = matches!(credential, AdminCredential::DeviceCode);
+    Ok(AdminSession { tokens: Arc::new(StaticToken::new(token.secret())), tenant_id, issued_for_tenant })
 }
 
 fn tenant_of(token: &AccessToken) -> Option<String> {

@@ -133,6 +133,18 @@ pub enum Error {
         /// The app.
         app_name: String,
     },
+    /// Nothing could confirm which tenant the administrator's token acts in.
+    #[error(
+        "cannot confirm that the administrator's token acts in tenant {tenant}: it names no tenant id, and Graph \
+         refused GET /organization"
+    )]
+    TenantUnconfirmed {
+        /// The tenant named.
+        tenant: String,
+        /// Graph's refusal.
+        #[source]
+        source: cba_graph::Error,
+    },
     /// A value that cannot be used.
     #[error("invalid {what} {value:?}: {reason}")]
     Invalid {

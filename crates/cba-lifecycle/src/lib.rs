@@ -69,3 +69,50 @@ pub fn is_guid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12]) && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }
+
+/// Check a tenant as given by a person: a tenant id (GUID) or a DNS domain (`contoso.onmicrosoft.com`), before
+/// it goes into a file, a URL path or a request.
+pub fn check_tenant(tenant: &str) -> Result<(), Error> {
+    let invalid = |reason: &str| Error::Invalid { what: "tenant", value: tenant.to_string(), reason: reason.into() };
+    if is_guid(tenant) {
+        return Ok(());
+    }
+    if tenant.is_empty() || tenant.len() > 253 {
+        return Err(invalid("give the tenant id (a GUID) or its domain, such as contoso.onmicrosoft.com"));
+    }
+    let labels: Vec<&str> = tenant.split('.').collect();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if labels.len() < 2 || !labels.iter().all(|l| label_ok(l)) {
+        return Err(invalid(
+            "not a domain name: give the tenant id (a GUID) or a domain such as contoso.onmicrosoft.com",
+        ));
+    }
+    if !labels.last().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic())) {
+        return Err(invalid("the domain must end in a top-level domain such as .com"));
+    }
+    Ok(())
+}
+
+/// Check an app's display name: 1 to 120 characters, no leading or trailing spaces, no control characters.
+pub fn check_app_name(name: &str) -> Result<(), Error> {
+    let invalid = |reason: &str| Error::Invalid { what: "app name", value: name.to_string(), reason: reason.into() };
+    if name.trim().is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if name.trim() != name {
+        return Err(invalid("no leading or trailing spaces"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid("no control characters (newlines, tabs)"));
+    }
+    if name.chars().count() > 120 {
+        return Err(invalid("at most 120 characters"));
+    }
+    Ok(())
+}

@@ -35,6 +35,10 @@ pub struct Profile {
     pub tenant_domain: Option<String>,
     /// The app's display name.
     pub app_name: String,
+    /// The app's `uniqueName`, the key setup creates it by (recorded before the create, so a rerun after a
+    /// crash upserts the same app instead of making a second one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_unique_name: Option<String>,
     /// The application (client) id.
     #[serde(default)]
     pub app_id: String,
@@ -52,12 +56,27 @@ pub struct Profile {
     pub role_assignments: Vec<RoleAssignment>,
     /// The certificate the app signs in with.
     pub certificate: CertificateRef,
-    /// During a rotation: the certificate being replaced (still registered until the rotation finishes).
+    /// Written by rotations of earlier versions, between "new certificate proven" and "old one removed";
+    /// a rotation finishes it (removes its key). Current rotations keep the old one in `retired` instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_certificate: Option<CertificateRef>,
     /// During a rotation: the new certificate, made and perhaps registered, not yet proven to work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_certificate: Option<CertificateRef>,
+    /// Certificates a rotation replaced, still registered so that other machines holding them keep
+    /// working until `remove_after` (the overlap); a later rotation removes them then, or once expired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<RetiredCertificate>,
+}
+
+/// A certificate replaced by a rotation, kept registered (and its files kept at their dated names) for the
+/// overlap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredCertificate {
+    /// Where its files are kept now (beside the current one, with a date in the name) and which it is.
+    pub certificate: CertificateRef,
+    /// From when a rotation removes its key and deletes its files (RFC 3339).
+    pub remove_after: String,
 }
 
 /// The service roots a profile was made against.
@@ -127,9 +146,13 @@ impl CertificateRef {
 }
 
 impl Profile {
-    /// Every certificate the profile names: current, previous (rotation), pending (rotation).
+    /// Every certificate the profile names: current, previous (older rotations), pending and retired
+    /// (rotation).
     pub fn certificates(&self) -> impl Iterator<Item = &CertificateRef> {
-        std::iter::once(&self.certificate).chain(&self.previous_certificate).chain(&self.pending_certificate)
+        std::iter::once(&self.certificate)
+            .chain(&self.previous_certificate)
+            .chain(&self.pending_certificate)
+            .chain(self.retired.iter().map(|r| &r.certificate))
     }
 
     /// The same, mutable (a store rewrites paths when it moves the profile).
@@ -137,6 +160,7 @@ impl Profile {
         std::iter::once(&mut self.certificate)
             .chain(self.previous_certificate.as_mut())
             .chain(self.pending_certificate.as_mut())
+            .chain(self.retired.iter_mut().map(|r| &mut r.certificate))
     }
 
     /// The roles recorded by setup, as known roles (unknown template ids are skipped).

@@ -134,6 +134,7 @@ fn new_profile(services: &Services, request: &SetupRequest) -> Profile {
         tenant_id: request.tenant.clone(),
         tenant_domain: None,
         app_name: request.name.clone(),
+        app_unique_name: Some(unique_name_for(&request.name)),
         app_id: String::new(),
         app_object_id: String::new(),
         service_principal_id: String::new(),
@@ -142,6 +143,7 @@ fn new_profile(services: &Services, request: &SetupRequest) -> Profile {
         certificate: request.certificate.clone(),
         previous_certificate: None,
         pending_certificate: None,
+        retired: Vec::new(),
     }
 }
 
@@ -201,15 +203,17 @@ pub async fn setup(
     // 2. The admin's sign-in.
     progress.stage("2/5 administrator sign-in (Microsoft Graph)");
     let session = admin::sign_in(services, admin_credential, &request.tenant).await?;
-    if let Some(tid) = &session.tenant_id {
-        if crate::is_guid(&request.tenant) && !tid.eq_ignore_ascii_case(&request.tenant) {
-            return Err(Error::WrongTenant { expected: request.tenant.clone(), actual: tid.clone() });
-        }
-        profile.tenant_id = tid.clone();
-    }
     let graph = services.graph(session.tokens.clone(), request.wait)?;
+    // Before any write: the credential must act in the tenant named.
+    let confirmed = admin::confirm_tenant(services, &graph, &session, &request.tenant).await?;
+    profile.tenant_id = confirmed.id.clone();
+    if let Some(domain) = confirmed.initial_domain {
+        profile.tenant_domain = Some(domain.to_ascii_lowercase());
+    }
     let mut graph_request = provision::SetupRequest::new(&request.name, key_credential(certificate), &thumbprint);
     graph_request.roles = request.roles.clone();
+    graph_request.unique_name =
+        Some(profile.app_unique_name.get_or_insert_with(|| unique_name_for(&request.name)).clone());
 
     if request.dry_run {
         progress.stage("3/5 looking up what exists (GET only)");
@@ -356,6 +360,21 @@ pub async fn setup(
         round_trip_depth: depth,
         elapsed_ms: millis(services.since(started)),
     })
+}
+
+/// The `uniqueName` setup creates an app by: `cba-` + the name's safe characters + a hash of the whole name
+/// (case-folded, as Graph compares display names), so the same name always gives the same key, even when
+/// the profile was lost, and names that differ only in punctuation do not collide.
+pub fn unique_name_for(display_name: &str) -> String {
+    let folded = display_name.trim().to_lowercase();
+    let slug: String = folded
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' })
+        .take(64)
+        .collect();
+    // FNV-1a, 64 bits: stable across versions and platforms (unlike std's hasher).
+    let hash = folded.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("cba-{slug}-{hash:016x}")
 }
 
 pub(crate) fn millis(d: Duration) -> u64 {

@@ -74,7 +74,9 @@ pub async fn teardown(
 ) -> Result<TeardownReport, Error> {
     let started = services.now();
     let session = admin::sign_in(services, admin_credential, &request.tenant).await?;
-    let graph = services.graph(session.tokens, Duration::from_secs(300))?;
+    let graph = services.graph(session.tokens.clone(), Duration::from_secs(300))?;
+    // Before any delete: the credential must act in the tenant named.
+    admin::confirm_tenant(services, &graph, &session, &request.tenant).await?;
     let progress = services.progress.as_ref();
     progress.stage(format!("removing app {} and what belongs to it", request.label));
     // After an interrupted setup the recorded app may not have replicated yet: wait for it by id instead of

@@ -390,8 +390,10 @@ impl TokenClient {
                     let error = Error::Tls { url: url.to_owned(), failure };
                     return Err(Failure { error, retry_after: None, retryable: false });
                 }
+                // Nothing listening there will not start to within a retry budget: fail at once.
+                let retryable = !cba_http::is_connection_refused(&e);
                 let error = Error::Http { url: url.to_owned(), source: without_url(e) };
-                return Err(Failure { error, retry_after: None, retryable: true });
+                return Err(Failure { error, retry_after: None, retryable });
             }
             Ok(response) => response,
         };
@@ -467,5 +469,60 @@ impl fmt::Display for Redacted<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl TokenClient {
+    /// The tenant id (GUID) Entra resolves `tenant` (an id or a verified domain) to, from the authority's
+    /// public OpenID configuration (`{root}/{tenant}/v2.0/.well-known/openid-configuration`: its `issuer` is
+    /// `{root}/{tid}/v2.0`). Needs no token; an unknown tenant is AADSTS90002. Retried like the token
+    /// endpoint (429, 5xx, connection failures).
+    pub async fn tenant_id_of(&self, tenant: &str) -> Result<String> {
+        let url = format!("{}/{tenant}/v2.0/.well-known/openid-configuration", self.authority().as_str());
+        let (outcome, _) = cba_http::with_retry_on(
+            self.inner.clock.as_ref(),
+            &self.inner.retry,
+            |_| async {
+                let response = self.inner.http.get(&url).send().await.map_err(|e| {
+                    let retryable = cba_http::is_transient_error(&e);
+                    (Error::Http { url: url.clone(), source: without_url(e) }, retryable)
+                })?;
+                let status = response.status().as_u16();
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| (Error::Http { url: url.clone(), source: without_url(e) }, true))?;
+                if !(200..300).contains(&status) {
+                    let retryable = status == 429 || status >= 500;
+                    let error = crate::response::parse_error(status, &body).unwrap_or_else(|| {
+                        Error::UnexpectedResponse { url: url.clone(), status, detail: crate::response::excerpt(&body) }
+                    });
+                    return Err((error, retryable));
+                }
+                Ok(body)
+            },
+            |outcome| match outcome {
+                Err((e, true)) => Verdict::Retry { after: None, reason: e.to_string() },
+                _ => Verdict::Done,
+            },
+            |_| {},
+        )
+        .await;
+        let body = outcome.map_err(|(e, _)| e)?;
+        #[derive(serde::Deserialize)]
+        struct Configuration {
+            issuer: String,
+        }
+        let bad = |detail: String| Error::UnexpectedResponse { url: url.clone(), status: 200, detail };
+        let config: Configuration = serde_json::from_slice(&body).map_err(|e| bad(format!("no issuer: {e}")))?;
+        config
+            .issuer
+            .trim_end_matches('/')
+            .trim_end_matches("/v2.0")
+            .rsplit('/')
+            .next()
+            .filter(|tid| !tid.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| bad(format!("issuer {:?} names no tenant", config.issuer)))
     }
 }

@@ -3,7 +3,7 @@
 //! command (setup, status, token, rotate, status, teardown), tells what it would be in the Entra admin
 //! center, and is checked against the simulator's state. Exit 0 only when every step did what it should.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cba_graph::Replication;
@@ -13,7 +13,7 @@ use cba_token::ClientCertificate;
 use serde::Serialize;
 
 use crate::Global;
-use crate::cmd::cert::NewCertOptions;
+use crate::certfile::NewCertOptions;
 use crate::cmd::{rotate, setup, status, teardown};
 use cba_lifecycle::{AdminCredential, RotateRequest, TeardownRequest};
 
@@ -119,6 +119,33 @@ fn check(condition: bool, what: impl Into<String>) -> anyhow::Result<()> {
     if condition { Ok(()) } else { Err(fail(Exit::Verify, what.into())) }
 }
 
+/// The demo's folder (certificates with their keys, the profile): private to the user, and removed when the
+/// demo ends however it ends (an error, a panic on a closed pipe) unless `--keep`.
+struct DemoFolder {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl DemoFolder {
+    fn create(keep: bool) -> anyhow::Result<DemoFolder> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let path = std::env::temp_dir().join(format!("cba-demo-{}-{nanos}", std::process::id()));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&path).map_err(|e| fail(Exit::BadInput, format!("cannot create {}: {e}", path.display())))?;
+        Ok(DemoFolder { path, keep })
+    }
+}
+
+impl Drop for DemoFolder {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
 pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
     let started = Instant::now();
     let ui = Ui { style: global.style, all_waits: true };
@@ -128,9 +155,8 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
         .throttle_every(args.throttle_every)
         .start()
         .await;
-    let folder = std::env::temp_dir().join(format!("cba-demo-{}-{}", std::process::id(), started.elapsed().as_nanos()));
-    std::fs::create_dir_all(&folder)
-        .map_err(|e| fail(Exit::BadInput, format!("cannot create {}: {e}", folder.display())))?;
+    let guard = DemoFolder::create(args.keep)?;
+    let folder = guard.path.clone();
     ui.step(format!(
         "cba demo: a simulated tenant {} at {} (replication delay {} ms, every {} request throttled), files in {}",
         sim.tenant_domain(),
@@ -214,7 +240,7 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
         let outcome = async {
             let profile = store.read()?;
             let bytes = crate::fsutil::read(&profile.certificate.path)?;
-            let identity = crate::cmd::cert::open(&profile.certificate.path, &bytes, &unprotected)?;
+            let identity = crate::certfile::open(&profile.certificate.path, &bytes, &unprotected)?;
             let cert = ClientCertificate::new(identity, &profile.tenant_id, &profile.app_id)
                 .map_err(|e| fail(Exit::BadInput, e))?;
             let role_ids = [wellknown::EXCHANGE_ADMINISTRATOR.template_id];
@@ -235,7 +261,7 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
 
     // 4. rotate
     if ok {
-        let command = format!("cba cert rotate --profile {}", profile_path.display());
+        let command = format!("cba cert rotate --profile {} --overlap 0", profile_path.display());
         demo.announce(
             4,
             &command,
@@ -247,8 +273,15 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
         );
         let t = Instant::now();
         let outcome = async {
-            let old = store.read()?.certificate.thumbprint_sha1;
-            let request = RotateRequest { if_expiring_within: None, days: 365, wait: Duration::from_secs(120) };
+            let before = store.read()?.certificate;
+            let old = before.thumbprint_sha1;
+            // No overlap: the demo shows a whole rotation, the old key removed in the same run.
+            let request = RotateRequest {
+                if_expiring_within: None,
+                days: 365,
+                wait: Duration::from_secs(120),
+                overlap: Duration::ZERO,
+            };
             let report = rotate::execute(&store, &urls, None, &unprotected, &request, ui).await?;
             let new = report.new_thumbprint_sha1.clone().unwrap_or_default();
             let state = sim.state().await;
@@ -262,11 +295,15 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
             check(keys == [new.as_str()], format!("the app's certificates are {keys:?}, expected only the new {new}"))?;
             let profile = store.read()?;
             check(
-                profile.certificate.thumbprint_sha1 == new && profile.previous_certificate.is_none(),
+                profile.certificate.thumbprint_sha1 == new
+                    && profile.previous_certificate.is_none()
+                    && profile.retired.is_empty(),
                 "the profile does not name the new certificate alone",
             )?;
+            check(profile.certificate.path == before.path, "the certificate's path changed")?;
             Ok(format!(
-                "{old} → {new} (addKey and removeKey by the app itself, no admin); {} requests",
+                "{old} → {new} at the same path {} (addKey and removeKey by the app itself, no admin); {} requests",
+                before.path.display(),
                 report.requests
             ))
         }
@@ -330,9 +367,7 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
     let requests = sim.requests().await;
     let throttled = requests.iter().filter(|r| r.status == 429).count();
     let kept = args.keep.then(|| folder.display().to_string());
-    if !args.keep {
-        let _ = std::fs::remove_dir_all(&folder);
-    }
+    drop(guard);
     Ok(Report {
         ok: ok && demo.steps.len() == demo.total,
         steps: demo.steps,

@@ -21,6 +21,7 @@ use crate::cmd::token::{Credentials, certificate_source};
 use crate::exit::{Exit, ExitExt as _, fail};
 use crate::output::exo::{PagedItems, WriteError};
 use crate::output::{self, OutputFormat};
+use crate::powershell::{self, ConnectExchangeOnline, PfxPassword};
 use crate::settings::AppArgs;
 use cba_token::Resource;
 
@@ -47,7 +48,8 @@ Examples:
 
 Runs Get-OrganizationConfig (cheap, read-only) and prints the organization and the Connect-ExchangeOnline line
 that makes the same connection in PowerShell. Exit 5 means the app lacks an Exchange role or
-Exchange.ManageAsApp (run `cba status`), 4 that the token was refused.";
+Exchange.ManageAsApp (run `cba status`), 4 that the token was refused. A refused cached token is replaced by
+a new one once, so a role restored since the last run is seen without --no-cache.";
 
 /// `cba exo` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -82,7 +84,8 @@ pub struct ConnectionArgs {
     /// Neither read nor write the token cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// Use the token in this environment variable instead of the certificate (it cannot be renewed).
+    /// Use the token in this environment variable instead of the certificate, as it is (never decoded; it
+    /// cannot be renewed).
     #[arg(long, value_name = "VAR")]
     pub access_token_env: Option<String>,
 }
@@ -94,6 +97,7 @@ struct Connection {
     exchange_url: String,
     client_id: Option<String>,
     cert: Option<PathBuf>,
+    cloud: cba_token::Cloud,
     tokens: Arc<dyn TokenSource>,
 }
 
@@ -128,12 +132,12 @@ fn connect(conn: &ConnectionArgs) -> anyhow::Result<Connection> {
         .or_else(|| profile.as_ref().map(|p| p.endpoints.exchange.clone()).filter(|u| !u.is_empty()))
         .or_else(|| env("CBA_EXCHANGE_URL"))
         .unwrap_or_else(|| creds.cloud.unwrap_or_default().endpoints().exchange_root);
-    let (client_id, cert) = (creds.client_id.clone(), creds.cert.clone());
+    let (client_id, cert, cloud) = (creds.client_id.clone(), creds.cert.clone(), creds.cloud.unwrap_or_default());
     let tokens = match &conn.access_token_env {
         Some(var) => static_token(var)?,
         None => certificate_source(creds, &conn.app.password, conn.no_cache, Resource::Exchange)?,
     };
-    Ok(Connection { tenant, organization, exchange_url, client_id, cert, tokens })
+    Ok(Connection { tenant, organization, exchange_url, client_id, cert, cloud, tokens })
 }
 
 /// `cba exo invoke` flags.
@@ -197,6 +201,8 @@ pub fn run(cmd: Command, global: &Global) -> anyhow::Result<()> {
 // Settings
 
 /// A token from an environment variable (`--access-token-env`); a run that outlives it fails with "token refused".
+/// It is sent as it is: never decoded or checked for a JWT shape (Exchange decides; an opaque token is fine).
+/// Only surrounding whitespace and an `Authorization:` / `Bearer ` prefix pasted along with it are dropped.
 fn static_token(var: &str) -> anyhow::Result<Arc<dyn TokenSource>> {
     let raw = std::env::var(var).unwrap_or_default();
     let token = raw.trim();
@@ -261,6 +267,8 @@ fn exit_for(e: &cba_exo::Error) -> Exit {
     match e {
         E::NotAllowed { .. } | E::UnsupportedRole { .. } => Exit::Permission,
         E::Unauthorized { .. } | E::Token { .. } => Exit::Auth,
+        // Refused before anything was sent, as a refused certificate is for Graph and the token endpoint.
+        E::Tls { .. } => Exit::Remote,
         E::Config { .. } | E::Endpoint(_) => Exit::Usage,
         E::Parameters { .. } => Exit::BadInput,
         // Including OutcomeUnknown: the service failed; what to check is in the message.
@@ -268,9 +276,34 @@ fn exit_for(e: &cba_exo::Error) -> Exit {
     }
 }
 
-fn exo_error(e: cba_exo::Error) -> anyhow::Error {
+/// What to do next, in `cba` terms (the library's messages name no command); `None` when the message says it.
+/// `token_var`: `--access-token-env`'s variable, when the token is a fixed one.
+fn next_step(e: &cba_exo::Error, token_var: Option<&str>) -> Option<String> {
+    use cba_exo::Error as E;
+    match e {
+        E::NotAllowed { .. } => Some(
+            "run `cba status` and look at the \"Exchange.ManageAsApp granted\" and \"role assigned\" checks"
+                .to_string(),
+        ),
+        E::UnsupportedRole { .. } => Some("run `cba status` and look at the \"role assigned\" check".to_string()),
+        E::Unauthorized { renewed: false, .. } => token_var.map(|var| {
+            format!(
+                "the token in {var} is used as it is and cannot be renewed: get a new one \
+                 (`export {var}=$(cba token --resource exchange)`), or let cba sign in with the certificate \
+                 (--profile, or --client-id and --cert, without --access-token-env)"
+            )
+        }),
+        E::Tls { failure, .. } => Some(crate::http::tls_failure_hint(failure).to_string()),
+        _ => None,
+    }
+}
+
+fn exo_error(e: cba_exo::Error, token_var: Option<&str>) -> anyhow::Error {
     let exit = exit_for(&e);
-    Err::<(), _>(e).exit(exit).unwrap_err()
+    match next_step(&e, token_var) {
+        Some(step) => fail(exit, format!("{:#}; {step}", anyhow::Error::new(e))),
+        None => Err::<(), _>(e).exit(exit).unwrap_err(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -348,7 +381,8 @@ fn invoke(args: InvokeArgs, global: &Global) -> anyhow::Result<()> {
         out.flush()?;
         printed
     });
-    let printed = result.map_err(|e| write_error(e, format, identity.as_ref()))?;
+    let token_var = args.connection.access_token_env.as_deref();
+    let printed = result.map_err(|e| write_error(e, format, identity.as_ref(), token_var))?;
     tracing::debug!(printed, "objects written");
     let errors = cmdlet_errors.load(Ordering::Relaxed);
     if errors > 0 {
@@ -359,12 +393,17 @@ fn invoke(args: InvokeArgs, global: &Global) -> anyhow::Result<()> {
 
 /// An Exchange error keeps its exit code, and says when stdout holds only part of the result; an I/O error (a
 /// closed pipe) stays an `io::Error` so `main` can treat BrokenPipe as a normal end.
-fn write_error(e: WriteError, format: OutputFormat, identity: Option<&ParamValue>) -> anyhow::Error {
+fn write_error(
+    e: WriteError,
+    format: OutputFormat,
+    identity: Option<&ParamValue>,
+    token_var: Option<&str>,
+) -> anyhow::Error {
     let (error, written) = match e {
         WriteError::Exo { error, written } => (error, written),
         WriteError::Io(e) => return anyhow::Error::new(e),
     };
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = next_step(&error, token_var).into_iter().collect();
     if let cba_exo::Error::OutcomeUnknown { check_with: Some(get), .. } = &error {
         let look = match identity.and_then(|id| param_arg("Identity", id)) {
             Some(arg) => format!("cba exo invoke {get} -p {arg}"),
@@ -379,7 +418,7 @@ fn write_error(e: WriteError, format: OutputFormat, identity: Option<&ParamValue
         ));
     }
     if notes.is_empty() {
-        return exo_error(error);
+        return exo_error(error, token_var);
     }
     let exit = exit_for(&error);
     fail(exit, format!("{:#}; {}", anyhow::Error::new(error), notes.join("; ")))
@@ -416,19 +455,24 @@ fn check(args: CheckArgs, global: &Global) -> anyhow::Result<()> {
     let exo = client(&conn, 1, global, Arc::new(AtomicUsize::new(0)))?;
     let runtime = crate::runtime()?;
     let started = Instant::now();
-    let config = runtime.block_on(exo.collect_all(CMDLET, &Parameters::new())).map_err(exo_error)?;
+    let config = runtime
+        .block_on(exo.collect_all(CMDLET, &Parameters::new()))
+        .map_err(|e| exo_error(e, args.connection.access_token_env.as_deref()))?;
     let elapsed = started.elapsed();
     let org = config.first().ok_or_else(|| fail(Exit::Remote, format!("{CMDLET} returned nothing")))?;
     let text = |k: &str| org.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let name = text("Name");
     let display_name = text("DisplayName");
-    let organization = conn
-        .organization
-        .clone()
-        .or_else(|| name.clone().filter(|n| n.to_ascii_lowercase().ends_with(".onmicrosoft.com")))
-        .or_else(|| Some(tenant.clone()).filter(|t| t.contains('.')));
-    let (client_id, cert) = (conn.client_id.clone(), conn.cert.clone());
-    let line = connect_line(client_id.as_deref(), cert.as_deref(), organization.as_deref(), &conn.exchange_url);
+    let organization = args.connection.organization.clone().or_else(|| {
+        [name.as_deref(), conn.organization.as_deref(), Some(&tenant)].into_iter().find_map(powershell::organization)
+    });
+    if organization.is_none() {
+        output::info(format!(
+            "note: pass --organization with the tenant's *.onmicrosoft.com domain to fill in {} below",
+            powershell::placeholder_organization(conn.cloud)
+        ));
+    }
+    let line = connect_line(&conn, organization.clone());
 
     if global.output == OutputFormat::Json {
         return output::print_json(&CheckJson {
@@ -457,38 +501,15 @@ fn check(args: CheckArgs, global: &Global) -> anyhow::Result<()> {
     ])
 }
 
-/// The Connect-ExchangeOnline line for the same app, certificate and organization.
-fn connect_line(
-    client_id: Option<&str>,
-    cert: Option<&std::path::Path>,
-    organization: Option<&str>,
-    exchange_url: &str,
-) -> String {
-    let quote = |s: &str| {
-        if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./\\:".contains(c)) {
-            s.to_string()
-        } else {
-            format!("'{}'", s.replace('\'', "''"))
-        }
-    };
-    let mut line = format!(
-        "Connect-ExchangeOnline -AppId {} -CertificateFilePath {} -CertificatePassword (Read-Host -AsSecureString -Prompt 'PFX password') -Organization {}",
-        client_id.map(quote).unwrap_or_else(|| "<app-id>".to_string()),
-        cert.map(|p| quote(&p.display().to_string())).unwrap_or_else(|| "<certificate.pfx>".to_string()),
-        organization.map(quote).unwrap_or_else(|| "<tenant>.onmicrosoft.com".to_string()),
-    );
-    let host =
-        url::Url::parse(exchange_url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)).unwrap_or_default();
-    let environment = match host.as_str() {
-        "outlook.office365.us" => Some("O365USGovGCCHigh"),
-        "webmail.apps.mil" => Some("O365USGovDoD"),
-        "partner.outlook.cn" => Some("O365China"),
-        _ => None,
-    };
-    if let Some(env) = environment {
-        line.push_str(&format!(" -ExchangeEnvironmentName {env}"));
+/// The Connect-ExchangeOnline line for the same app, certificate, organization and cloud.
+fn connect_line(conn: &Connection, organization: Option<String>) -> String {
+    ConnectExchangeOnline {
+        app_id: conn.client_id.clone(),
+        certificate: conn.cert.clone(),
+        organization,
+        cloud: conn.cloud,
     }
-    line
+    .with_file(PfxPassword::Prompt)
 }
 
 #[cfg(test)]
@@ -530,20 +551,25 @@ mod tests {
 
     #[test]
     fn connect_exchange_online_line() {
+        let conn = |cloud, cert: Option<&str>| Connection {
+            tenant: "contoso.onmicrosoft.com".into(),
+            organization: None,
+            exchange_url: "http://127.0.0.1:1".into(),
+            client_id: cert.map(|_| "631a".to_string()),
+            cert: cert.map(PathBuf::from),
+            cloud,
+            tokens: Arc::new(StaticToken::new("t".to_string())),
+        };
         assert_eq!(
             connect_line(
-                Some("631a"),
-                Some(std::path::Path::new("my certs/a.pfx")),
-                Some("contoso.onmicrosoft.com"),
-                "https://outlook.office365.com"
+                &conn(cba_token::Cloud::Global, Some("/my certs/a.pfx")),
+                Some("contoso.onmicrosoft.com".into())
             ),
-            "Connect-ExchangeOnline -AppId 631a -CertificateFilePath 'my certs/a.pfx' -CertificatePassword (Read-Host -AsSecureString -Prompt 'PFX password') -Organization contoso.onmicrosoft.com"
+            "Connect-ExchangeOnline -AppId 631a -CertificateFilePath '/my certs/a.pfx' -CertificatePassword (Read-Host -AsSecureString -Prompt 'PFX password') -Organization contoso.onmicrosoft.com"
         );
-        let gcc = connect_line(None, None, None, "https://outlook.office365.us");
-        assert!(gcc.contains("-AppId <app-id> -CertificateFilePath <certificate.pfx> "), "{gcc}");
-        assert!(
-            gcc.ends_with("-Organization <tenant>.onmicrosoft.com -ExchangeEnvironmentName O365USGovGCCHigh"),
-            "{gcc}"
-        );
+        // The cloud decides the environment, not the Exchange host (DoD and GCC High share outlook.office365.us).
+        let dod = connect_line(&conn(cba_token::Cloud::UsGovDod, None), None);
+        assert!(dod.contains("-AppId <app-id> -CertificateFilePath <certificate.pfx> "), "{dod}");
+        assert!(dod.ends_with("-Organization <tenant>.onmicrosoft.com -ExchangeEnvironmentName O365USGovDoD"), "{dod}");
     }
 }

@@ -1,24 +1,27 @@
-//! `cba cert rotate`: new certificate → registered beside the current one (the app's own addKey, the proof
-//! signed by the current certificate: no admin) → a token with the new one → profile switched → the old one
-//! removed (removeKey, proof signed by the new one) → profile final.
+//! `cba cert rotate`: cba-lifecycle's rotation (docs/rotation.md) with the certificates kept as files.
 //!
-//! The profile records each stage, so a rerun finishes a rotation that stopped: `pending_certificate` (made,
-//! maybe registered, not yet proven), then `previous_certificate` (new one proven and in use, old one maybe
-//! still registered). The profile always names a certificate that works. When the current certificate has
-//! expired, the administrator's PATCH replaces it instead (`--admin ...`).
+//! The path `cba setup` printed stays the path: the successor is written beside it as `<stem>.next.<ext>`,
+//! registered and proven, then renamed over it, after the current files were copied to a dated name
+//! (`<stem>-YYYYMMDD.<ext>`, the old certificate's issue date; `-2` when taken). The dated copy stays
+//! registered for `--overlap`; a later run (the daily cron) removes its key and deletes it. A PFX successor
+//! has the current one's password and PFX format; a PEM stays PEM.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use cba_cert::{Identity, NewCertificate, Password, PfxFormat};
+use cba_lifecycle::rotate::Promoted;
 use cba_lifecycle::{AdminCredential, KeyStore, RotateReport, RotateRequest};
-use time::OffsetDateTime;
+use serde::Serialize;
 
 use crate::Global;
-use crate::cmd::cert;
+use crate::certfile as cert;
+use crate::cmd::setup::{self, NextSteps};
 use crate::connect::{self, Ui};
 use crate::exit::{Exit, fail};
+use crate::fsutil::{self, Mode};
 use crate::output;
 use crate::profile::{CertificateRef, FileStore};
 use crate::secrets::PasswordArgs;
@@ -26,12 +29,16 @@ use crate::settings::{self, AdminArgs, EndpointArgs, Urls};
 
 const EXAMPLES: &str = "\
 Examples:
-  cba cert rotate --profile contoso-exo.profile.json
-  cba cert rotate --profile contoso-exo.profile.json --if-expiring-within 30     # daily cron job
-  cba cert rotate --profile contoso-exo.profile.json --admin device-code        # the certificate has expired
+  cba cert rotate --profile contoso-exo.profile.json                            # old key kept 7 days
+  cba cert rotate --profile contoso-exo.profile.json --if-expiring-within 30   # daily cron job
+  cba cert rotate --profile contoso-exo.profile.json --overlap 0               # old key removed at once
+  cba cert rotate --profile contoso-exo.profile.json --admin device-code       # the certificate has expired
 
-The new files are written beside the current ones with the date (contoso-exo-20270101.pfx), protected by the
-same password. Rerun after an interruption: it finishes the rotation.";
+The certificate keeps its path (contoso-exo.pfx): scripts, scheduled tasks, AZURE_CLIENT_CERTIFICATE_PATH
+and Connect-ExchangeOnline -CertificateFilePath need no change. The old one is kept beside it with its
+date (contoso-exo-20260115.pfx) and stays registered for --overlap, so machines holding a copy keep
+working; a later run (the daily cron) removes it then. Same password and format (a PEM stays PEM).
+Rerun after an interruption: it finishes the rotation.";
 
 /// `cba cert rotate` flags.
 #[derive(Debug, clap::Args)]
@@ -40,12 +47,16 @@ pub struct Args {
     /// The profile `cba setup` wrote [env: CBA_PROFILE].
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
-    /// Do nothing (exit 0) unless the certificate expires within DAYS days.
+    /// Rotate only if the certificate expires within DAYS days (retired certificates past their overlap
+    /// are removed either way).
     #[arg(long, value_name = "DAYS")]
     pub if_expiring_within: Option<u32>,
     /// Validity of the new certificate in days.
     #[arg(long, value_name = "N", default_value_t = 365)]
     pub days: u32,
+    /// How long the old certificate stays registered after the switch (0 removes it at once; 12h, 7d).
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = settings::parse_duration)]
+    pub overlap: Duration,
     #[command(flatten)]
     pub password: PasswordArgs,
     #[command(flatten)]
@@ -58,15 +69,30 @@ pub struct Args {
     pub wait: Duration,
 }
 
+/// The JSON document of `cba cert rotate` (docs/cli-json.md): the library's report and, after a rotation,
+/// how to use the (same) path.
+#[derive(Debug, Clone, Serialize)]
+pub struct Document {
+    #[serde(flatten)]
+    pub report: RotateReport,
+    pub next_steps: Option<NextSteps>,
+}
+
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let (store, profile) = settings::require_profile(args.profile)?;
     store.require_complete(&profile)?;
     let urls = Urls::resolve(&args.endpoints, Some(&profile), |k| std::env::var(k).ok())?;
     let admin = if args.admin.given() { Some(args.admin.resolve(|k| std::env::var(k).ok())?) } else { None };
-    let request = RotateRequest { if_expiring_within: args.if_expiring_within, days: args.days, wait: args.wait };
+    let request = RotateRequest {
+        if_expiring_within: args.if_expiring_within,
+        days: args.days,
+        wait: args.wait,
+        overlap: args.overlap,
+    };
     let ui = Ui { style: global.style, all_waits: false };
     let report = crate::runtime()?.block_on(execute(&store, &urls, admin.as_ref(), &args.password, &request, ui))?;
-    output::print_document(global.output, &report, text)
+    let next_steps = if report.rotated { Some(setup::next_steps(&store.read()?, &urls)) } else { None };
+    output::print_document(global.output, &Document { report, next_steps }, text)
 }
 
 /// Rotate with cba-lifecycle, the certificates kept as files beside the current one.
@@ -83,21 +109,90 @@ pub async fn execute(
     cba_lifecycle::rotate(&services, store, &keys, admin, request).await.map_err(connect::lifecycle_failure)
 }
 
-/// Certificates as PFX/PEM files. The successor is protected like the current one: same password, same
-/// PFX format, files `<stem>-<YYYYMMDD>.pfx/.cer` beside it, never replacing one.
+/// Certificates as PFX/PEM files (with a CER beside them when setup wrote one). The successor is protected
+/// like the current one: same password, same PFX format, or PEM.
 struct FileKeys {
     password: PasswordArgs,
-    /// The password that opened the current certificate, for its successor.
+    /// The password that opened the current certificate, for its successor and its kept copy.
     opened: Mutex<Option<Option<Password>>>,
+}
+
+impl FileKeys {
+    /// The certificate at `path`, opened with the password that opened the current one (asked for once).
+    fn load(&self, path: &Path) -> anyhow::Result<Identity> {
+        let bytes = fsutil::read(path)?;
+        let cached = self.opened.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(password) = cached {
+            return cba_cert::load(&bytes, password.as_ref())
+                .map_err(|e| fail(Exit::BadInput, format!("{}: {e}", path.display())));
+        }
+        let (identity, password) = cert::open_with_password(path, &bytes, &self.password)?;
+        self.opened.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(password);
+        Ok(identity)
+    }
+
+    /// Whether `path` holds the certificate with this thumbprint.
+    fn holds(&self, path: &Path, thumbprint: &str) -> bool {
+        path.exists()
+            && self.load(path).is_ok_and(|i| i.certificate.thumbprint_sha1_hex().eq_ignore_ascii_case(thumbprint))
+    }
+
+    /// Where the current certificate is kept before its path gets the new one: found again when an
+    /// interrupted run already copied it, else copied now (fsynced, never replacing a file). Returns the
+    /// copy's path and its CER's.
+    fn keep(&self, current: &CertificateRef, pending: &CertificateRef) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
+        let stable = &current.path;
+        let names = DatedNames::of(stable);
+        let taken = |p: &Path| p == stable.as_path() || p == pending.path.as_path();
+        let found = names.existing()?.into_iter().find(|p| !taken(p) && self.holds(p, &current.thumbprint_sha1));
+        let (kept, old) = match found {
+            Some(kept) => {
+                let old = self.load(&kept)?;
+                (kept, old)
+            }
+            None => {
+                let old = self.load(stable)?;
+                if !old.certificate.thumbprint_sha1_hex().eq_ignore_ascii_case(&current.thumbprint_sha1) {
+                    return Err(fail(
+                        Exit::BadInput,
+                        format!(
+                            "{} holds certificate {}, neither the current {} nor the new {}",
+                            stable.display(),
+                            old.certificate.thumbprint_sha1_hex(),
+                            current.thumbprint_sha1,
+                            pending.thumbprint_sha1
+                        ),
+                    ));
+                }
+                let date = old.certificate.not_before().date();
+                let day = format!("{:04}{:02}{:02}", date.year(), u8::from(date.month()), date.day());
+                let cer_names = current.cer_path.as_deref().map(DatedNames::of);
+                let kept = (1..)
+                    .map(|n| if n == 1 { day.clone() } else { format!("{day}-{n}") })
+                    .map(|suffix| (names.with(&suffix), cer_names.as_ref().map(|c| c.with(&suffix))))
+                    .find(|(key, cer)| !taken(key) && !key.exists() && cer.as_ref().is_none_or(|c| !c.exists()))
+                    .map(|(key, _)| key)
+                    .expect("some suffix is free");
+                fsutil::write_atomic(&kept, &fs::read(stable)?, Mode::Private, false)?;
+                (kept, old)
+            }
+        };
+        // The CER is public and rebuilt from the certificate, so a rerun simply writes it again.
+        let cer = match &current.cer_path {
+            Some(cer) => {
+                let dated = DatedNames::of(cer).with(names.suffix_of(&kept).unwrap_or_default());
+                fsutil::write_atomic(&dated, old.certificate.der(), Mode::Public, true)?;
+                Some(dated)
+            }
+            None => None,
+        };
+        Ok((kept, cer))
+    }
 }
 
 impl KeyStore for FileKeys {
     fn open(&self, reference: &CertificateRef) -> Result<Identity, cba_http::BoxError> {
-        let bytes = crate::fsutil::read(&reference.path)?;
-        let (identity, password) = cert::open_with_password(&reference.path, &bytes, &self.password)?;
-        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
-        opened.get_or_insert(password);
-        Ok(identity)
+        Ok(self.load(&reference.path)?)
     }
 
     fn exists(&self, reference: &CertificateRef) -> bool {
@@ -110,32 +205,152 @@ impl KeyStore for FileKeys {
         current_identity: &Identity,
         next: &NewCertificate,
     ) -> Result<(Identity, CertificateRef), cba_http::BoxError> {
-        let old = &current.path;
-        let dir = old.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let stem = base_stem(old.file_stem().and_then(|s| s.to_str()).unwrap_or("certificate"));
-        let date = OffsetDateTime::now_utc().date();
-        let day = format!("{:04}{:02}{:02}", date.year(), u8::from(date.month()), date.day());
-        let (pfx, cer) = (1..)
-            .map(|n| {
-                let name = if n == 1 { format!("{stem}-{day}") } else { format!("{stem}-{day}-{n}") };
-                (dir.join(format!("{name}.pfx")), dir.join(format!("{name}.cer")))
-            })
-            .find(|(pfx, cer)| !pfx.exists() && !cer.exists())
-            .expect("some suffix is free");
-        let identity = cba_cert::generate(next).map_err(|e| fail(Exit::BadInput, e))?;
-        let format = match current_identity.pfx_format {
-            Some(PfxFormat::Legacy) => PfxFormat::Legacy,
-            _ => PfxFormat::Modern,
-        };
+        let path = pending_name(&current.path);
+        let cer_path = current.cer_path.as_deref().map(pending_name);
+        let mut identity = cba_cert::generate(next).map_err(|e| fail(Exit::BadInput, e))?;
         let password = self.opened.lock().unwrap_or_else(|e| e.into_inner()).clone().flatten();
-        let mut identity = cert::write_identity(identity, password.as_ref(), format, &pfx, &cer, None, false)?;
-        identity.pfx_format = Some(format);
-        let reference = CertificateRef::new(&identity.certificate, pfx, Some(cer)).created_by_cba();
+        // A PEM (no PKCS#12 format read) stays PEM; a PFX keeps its protection.
+        let (bytes, format) = match current_identity.pfx_format {
+            None => (zeroize::Zeroizing::new(identity.to_pem()?.as_bytes().to_vec()), None),
+            Some(PfxFormat::Legacy) => {
+                (identity.to_pfx(password.as_ref(), PfxFormat::Legacy)?.into(), Some(PfxFormat::Legacy))
+            }
+            Some(_) => (identity.to_pfx(password.as_ref(), PfxFormat::Modern)?.into(), Some(PfxFormat::Modern)),
+        };
+        // What an interrupted run left at these names was never promoted: replaced.
+        let mut staged = vec![fsutil::stage(&path, &bytes, Mode::Private)?];
+        if let Some(cer) = &cer_path {
+            staged.push(fsutil::stage(cer, identity.certificate.der(), Mode::Public)?);
+        }
+        fsutil::commit_all(&mut staged, true)?;
+        identity.pfx_format = format;
+        let reference = CertificateRef::new(&identity.certificate, path, cer_path).created_by_cba();
         Ok((identity, reference))
+    }
+
+    fn promote(&self, pending: &CertificateRef, current: &CertificateRef) -> Result<Promoted, cba_http::BoxError> {
+        let stable = &current.path;
+        // 1. The current files are kept (unless an interrupted run got further: then they were kept already).
+        let (kept, kept_cer) = self.keep(current, pending)?;
+        // 2. The new files take the stable names, the key file last: until that rename, the stable path
+        // holds the current certificate, after it the new one, whole either way.
+        if let (Some(next_cer), Some(cer)) = (&pending.cer_path, &current.cer_path)
+            && next_cer.exists()
+        {
+            replace(next_cer, cer)?;
+        }
+        if pending.path.exists() {
+            if !self.holds(&pending.path, &pending.thumbprint_sha1) {
+                return Err(format!(
+                    "{} does not hold the new certificate {}",
+                    pending.path.display(),
+                    pending.thumbprint_sha1
+                )
+                .into());
+            }
+            replace(&pending.path, stable)?;
+        }
+        if !self.holds(stable, &pending.thumbprint_sha1) {
+            return Err(
+                format!("{} does not hold the new certificate {}", stable.display(), pending.thumbprint_sha1).into()
+            );
+        }
+        Ok(Promoted {
+            current: CertificateRef { path: stable.clone(), cer_path: current.cer_path.clone(), ..pending.clone() },
+            retired: CertificateRef { path: kept, cer_path: kept_cer, ..current.clone() },
+        })
+    }
+
+    fn discard(&self, reference: &CertificateRef) -> Result<(), cba_http::BoxError> {
+        for path in reference.cer_path.iter().chain(std::iter::once(&reference.path)) {
+            match fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(format!("cannot delete {}: {e}", path.display()).into());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
-/// `contoso-exo-20270101-2` → `contoso-exo`: successive rotations do not pile up dates.
+/// Rename `from` over `to` and make the rename durable.
+fn replace(from: &Path, to: &Path) -> anyhow::Result<()> {
+    fs::rename(from, to)
+        .map_err(|e| fail(Exit::BadInput, format!("cannot rename {} to {}: {e}", from.display(), to.display())))?;
+    if let Ok(dir) = fs::File::open(folder(to)) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+fn folder(path: &Path) -> &Path {
+    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// `contoso-exo.pfx` → `contoso-exo.next.pfx`: where the successor waits until it is promoted.
+fn pending_name(path: &Path) -> PathBuf {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("certificate");
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(ext) => path.with_file_name(format!("{stem}.next.{ext}")),
+        None => path.with_file_name(format!("{stem}.next")),
+    }
+}
+
+/// The dated names beside a stable file: `<base>-YYYYMMDD[-N].<ext>`.
+struct DatedNames {
+    dir: PathBuf,
+    base: String,
+    ext: Option<String>,
+}
+
+impl DatedNames {
+    fn of(path: &Path) -> DatedNames {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("certificate");
+        DatedNames {
+            dir: folder(path).to_path_buf(),
+            base: base_stem(stem).to_string(),
+            ext: path.extension().and_then(|e| e.to_str()).map(str::to_string),
+        }
+    }
+
+    fn with(&self, suffix: &str) -> PathBuf {
+        let name = format!("{}-{suffix}", self.base);
+        self.dir.join(match &self.ext {
+            Some(ext) => format!("{name}.{ext}"),
+            None => name,
+        })
+    }
+
+    /// `20260115` or `20260115-2` when `path` is one of these names.
+    fn suffix_of<'a>(&self, path: &'a Path) -> Option<&'a str> {
+        let name = path.file_name()?.to_str()?;
+        let name = match &self.ext {
+            Some(ext) => name.strip_suffix(ext.as_str())?.strip_suffix('.')?,
+            None => name,
+        };
+        let suffix = name.strip_prefix(self.base.as_str())?.strip_prefix('-')?;
+        let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+        let ok = match suffix.split_once('-') {
+            Some((day, n)) => day.len() == 8 && digits(day) && digits(n),
+            None => suffix.len() == 8 && digits(suffix),
+        };
+        ok.then_some(suffix)
+    }
+
+    /// The files in the folder with one of these names.
+    fn existing(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let entries = fs::read_dir(&self.dir)
+            .map_err(|e| fail(Exit::BadInput, format!("cannot list {}: {e}", self.dir.display())))?;
+        let mut found: Vec<PathBuf> =
+            entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| self.suffix_of(p).is_some()).collect();
+        found.sort();
+        Ok(found)
+    }
+}
+
+/// `contoso-exo-20270101-2` → `contoso-exo`: a profile of an earlier version names a dated file; its
+/// kept copies do not pile up dates.
 fn base_stem(stem: &str) -> &str {
     let mut s = stem;
     if let Some((head, n)) = s.rsplit_once('-')
@@ -153,29 +368,44 @@ fn base_stem(stem: &str) -> &str {
 }
 
 /// The report for people.
-pub fn text(r: &RotateReport) -> String {
-    if !r.rotated {
-        return format!("{}\n", r.reason);
+pub fn text(d: &Document) -> String {
+    let r = &d.report;
+    let mut fields: Vec<(&str, String)> = Vec::new();
+    if r.rotated {
+        fields.push(("rotated", format!("yes ({}{})", r.reason, if r.resumed { ", resumed" } else { "" })));
+        fields.push(("method", r.method.unwrap_or("-").to_string()));
+        fields.push(("certificate", format!("{} (same path, new certificate)", r.certificate)));
+        fields.push(("new thumbprint", r.new_thumbprint_sha1.clone().unwrap_or_default()));
+        fields.push(("valid until", r.new_not_after.clone().unwrap_or_default()));
+        let old = match r.retired.iter().find(|k| k.thumbprint_sha1 == r.old_thumbprint_sha1) {
+            Some(k) => format!("{} kept as {}, registered until {}", k.thumbprint_sha1, k.path, k.remove_after),
+            None if r.old_removed => format!("{} (removed)", r.old_thumbprint_sha1),
+            None => r.old_thumbprint_sha1.clone(),
+        };
+        fields.push(("old certificate", old));
+    } else {
+        fields.push(("rotated", format!("no ({})", r.reason)));
+        fields.push(("certificate", format!("{} {}", r.certificate, r.old_thumbprint_sha1)));
     }
+    for k in r.retired.iter().filter(|k| !r.rotated || k.thumbprint_sha1 != r.old_thumbprint_sha1) {
+        fields.push(("retired", format!("{} at {}, registered until {}", k.thumbprint_sha1, k.path, k.remove_after)));
+    }
+    if !r.removed.is_empty() {
+        fields.push(("removed", format!("{} (key removed, files deleted)", r.removed.join(", "))));
+    }
+    fields.push(("profile", r.profile.clone()));
+    fields.push(("requests", format!("{} ({} ms)", r.requests, r.elapsed_ms)));
     let mut out = String::new();
-    let fields = [
-        ("rotated", format!("yes ({}{})", r.reason, if r.resumed { ", resumed" } else { "" })),
-        ("method", r.method.unwrap_or("-").to_string()),
-        ("old certificate", format!("{}{}", r.old_thumbprint_sha1, if r.old_removed { " (removed)" } else { "" })),
-        (
-            "new certificate",
-            format!(
-                "{} {}",
-                r.new_certificate.clone().unwrap_or_default(),
-                r.new_thumbprint_sha1.clone().unwrap_or_default()
-            ),
-        ),
-        ("valid until", r.new_not_after.clone().unwrap_or_default()),
-        ("profile", r.profile.clone()),
-        ("requests", format!("{} ({} ms)", r.requests, r.elapsed_ms)),
-    ];
     for (k, v) in fields {
         out.push_str(&format!("{k:<16} {v}\n"));
+    }
+    if let Some(n) = &d.next_steps {
+        out.push_str("\nScripts naming the path need no change. Exchange Online PowerShell:\n  ");
+        out.push_str(&n.powershell);
+        out.push_str("\nOn Windows, import the new PFX and use its thumbprint:\n");
+        for line in &n.powershell_windows {
+            out.push_str(&format!("  {line}\n"));
+        }
     }
     out
 }
@@ -191,5 +421,99 @@ mod tests {
         assert_eq!(base_stem("contoso-exo-20270101-2"), "contoso-exo");
         assert_eq!(base_stem("app-2"), "app-2");
         assert_eq!(base_stem("20270101"), "20270101");
+    }
+
+    #[test]
+    fn dated_and_pending_names() {
+        let names = DatedNames::of(Path::new("/p/contoso-exo.pfx"));
+        assert_eq!(names.with("20260115"), Path::new("/p/contoso-exo-20260115.pfx"));
+        assert_eq!(pending_name(Path::new("/p/contoso-exo.pem")), Path::new("/p/contoso-exo.next.pem"));
+        let check = |name: &str, expected: Option<&str>| {
+            assert_eq!(names.suffix_of(&Path::new("/p").join(name)), expected, "{name}");
+        };
+        check("contoso-exo-20260115.pfx", Some("20260115"));
+        check("contoso-exo-20260115-2.pfx", Some("20260115-2"));
+        check("contoso-exo.pfx", None);
+        check("contoso-exo.next.pfx", None);
+        check("contoso-exo-20260115.cer", None);
+        check("contoso-exo-2026011.pfx", None);
+        check("contoso-exo-20260115-x.pfx", None);
+        check("other-20260115.pfx", None);
+    }
+
+    /// Files as `cba setup` leaves them: an unprotected PFX and its CER.
+    fn setup_files(dir: &Path) -> (FileKeys, CertificateRef, Identity) {
+        let identity = cba_cert::generate(&NewCertificate::new("contoso-exo")).unwrap();
+        let (pfx, cer) = (dir.join("contoso-exo.pfx"), dir.join("contoso-exo.cer"));
+        let mut identity = cert::write_identity(identity, None, PfxFormat::Modern, &pfx, &cer, None, false).unwrap();
+        identity.pfx_format = Some(PfxFormat::Modern);
+        let reference = CertificateRef::new(&identity.certificate, pfx, Some(cer)).created_by_cba();
+        let keys = FileKeys {
+            password: PasswordArgs { unprotected: true, ..PasswordArgs::default() },
+            opened: Mutex::new(None),
+        };
+        (keys, reference, identity)
+    }
+
+    fn thumbprint_at(path: &Path) -> String {
+        cba_cert::load(&fs::read(path).unwrap(), None).unwrap().certificate.thumbprint_sha1_hex()
+    }
+
+    #[test]
+    fn promote_keeps_the_old_files_and_is_idempotent_after_any_interruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, current, identity) = setup_files(dir.path());
+        keys.open(&current).unwrap();
+        let next = NewCertificate::new("contoso-exo").validity(cba_cert::Validity::Days(30));
+        let (_, pending) = keys.create_next(&current, &identity, &next).unwrap();
+        assert_eq!(pending.path, dir.path().join("contoso-exo.next.pfx"));
+        assert_eq!(thumbprint_at(&current.path), current.thumbprint_sha1, "the current files are untouched");
+
+        // Interrupted after the copy: the same copy is found again, not a second one made.
+        let (kept, _) = keys.keep(&current, &pending).unwrap();
+        let promoted = keys.promote(&pending, &current).unwrap();
+        assert_eq!(promoted.retired.path, kept);
+        let dated = promoted.retired.path.clone();
+        assert!(DatedNames::of(&current.path).suffix_of(&dated).is_some(), "{dated:?}");
+        assert_eq!(promoted.current.path, current.path);
+        assert_eq!(thumbprint_at(&current.path), pending.thumbprint_sha1, "the stable path holds the new one");
+        assert_eq!(thumbprint_at(&dated), current.thumbprint_sha1, "the old one is kept");
+        assert_eq!(thumbprint_at(promoted.retired.cer_path.as_ref().unwrap()), current.thumbprint_sha1);
+        assert_eq!(thumbprint_at(current.cer_path.as_ref().unwrap()), pending.thumbprint_sha1);
+        assert!(!pending.path.exists());
+
+        // Promoted before an interruption: again, the same answer and no new file.
+        let again = keys.promote(&pending, &current).unwrap();
+        assert_eq!((&again.current.path, &again.retired.path), (&promoted.current.path, &promoted.retired.path));
+        let files = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files, 4, "contoso-exo.pfx/.cer and their dated copies");
+
+        keys.discard(&promoted.retired).unwrap();
+        assert!(!dated.exists() && !promoted.retired.cer_path.as_ref().unwrap().exists());
+        keys.discard(&promoted.retired).unwrap();
+    }
+
+    #[test]
+    fn a_pem_stays_pem() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = cba_cert::generate(&NewCertificate::new("contoso-exo")).unwrap();
+        let pem = dir.path().join("contoso-exo.pem");
+        fs::write(&pem, identity.to_pem().unwrap().as_bytes()).unwrap();
+        let current = CertificateRef::new(&identity.certificate, pem.clone(), None);
+        let keys = FileKeys { password: PasswordArgs::default(), opened: Mutex::new(None) };
+        let opened = keys.open(&current).unwrap();
+        let (_, pending) = keys.create_next(&current, &opened, &NewCertificate::new("contoso-exo")).unwrap();
+        let promoted = keys.promote(&pending, &current).unwrap();
+        for path in [&pem, &promoted.retired.path] {
+            assert!(fs::read_to_string(path).unwrap().starts_with("-----BEGIN CERTIFICATE-----"), "{path:?}");
+        }
+        assert!(fs::read_to_string(&pem).unwrap().contains("-----BEGIN PRIVATE KEY-----"));
+        assert_eq!(thumbprint_at(&pem), pending.thumbprint_sha1);
+        assert!(promoted.retired.path.extension().is_some_and(|e| e == "pem"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(fs::metadata(&pem).unwrap().permissions().mode() & 0o777, 0o600, "the key stays private");
+        }
     }
 }

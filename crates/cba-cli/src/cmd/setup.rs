@@ -14,10 +14,11 @@ use cba_lifecycle::{AdminCredential, SetupReport, SetupRequest};
 use serde::Serialize;
 
 use crate::Global;
-use crate::cmd::cert::{self, NewCertOptions};
+use crate::certfile::{self as cert, NewCertOptions};
 use crate::connect::{self, Ui};
 use crate::exit::{Exit, fail};
 use crate::output;
+use crate::powershell::{self, ConnectExchangeOnline, PfxPassword};
 use crate::profile::{CertificateRef, FileStore, Profile};
 use crate::secrets::PasswordArgs;
 use crate::settings::{self, AdminArgs, EndpointArgs, Urls};
@@ -27,8 +28,8 @@ Examples:
   cba setup --tenant contoso.onmicrosoft.com --name contoso-exo            # device-code sign-in, new certificate
   cba setup --tenant contoso.onmicrosoft.com --name contoso-exo --dry-run  # what exists, what would be made
   cba setup --tenant contoso.onmicrosoft.com --name contoso-exo --cert ./exo.pfx --role 'Exchange Recipient Administrator'
-  CBA_GRAPH_TOKEN=... cba setup --admin token --tenant <tenant_id> --name demo \\
-      --authority-host <login_url> --graph-url <graph_url>                   # against `cba sim serve`
+  CBA_GRAPH_TOKEN=<admin_token> cba setup --admin token --tenant <tenant_id> --name demo \\
+      --authority-host <login_url> --graph-url <graph_url> --exchange-url <exchange_url>   # against `cba sim serve`
 
 Safe to rerun: it creates only what is missing, and finishes a run that stopped midway. Writes
 ./NAME.pfx, ./NAME.cer (new certificate) and ./NAME.profile.json (0600, no secrets).";
@@ -92,14 +93,11 @@ pub struct Settings {
 
 impl Settings {
     fn from_args(args: Args, global: &Global) -> anyhow::Result<Settings> {
+        // Every input is checked before the first file or request.
         cert::check_file_name(&args.name)?;
+        cba_lifecycle::check_app_name(&args.name).map_err(|e| fail(Exit::Usage, format!("--name: {e}")))?;
         let tenant = args.tenant.trim().to_string();
-        if !cba_lifecycle::is_guid(&tenant) && !tenant.contains('.') {
-            return Err(fail(
-                Exit::Usage,
-                format!("--tenant {tenant:?}: give the tenant id (GUID) or its domain (contoso.onmicrosoft.com)"),
-            ));
-        }
+        cba_lifecycle::check_tenant(&tenant).map_err(|e| fail(Exit::Usage, format!("--tenant: {e}")))?;
         let cert = match args.cert {
             Some(path) => {
                 if args.new_cert.any_given() {
@@ -152,11 +150,21 @@ pub struct Document {
     pub next_steps: Option<NextSteps>,
 }
 
+/// How to use the app next (docs/cli-json.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct NextSteps {
+    /// `Connect-ExchangeOnline` with the PFX file on any OS, the password asked for.
     pub powershell: String,
+    /// The same for unattended scripts: the password from `$env:CBA_PFX_PASSWORD`.
+    pub powershell_unattended: String,
+    /// The same with the password in a SecretManagement vault (`Get-Secret -Name APP`).
+    pub powershell_secret_management: String,
+    /// Windows: import the PFX into the user's store, then connect by thumbprint.
     pub powershell_windows: Vec<String>,
+    /// `export AZURE_…` lines for sh (azure-identity, `cba token`, `cba exo`).
     pub environment: Vec<String>,
+    /// The same as `$env:AZURE_…='…'` lines for PowerShell.
+    pub environment_powershell: Vec<String>,
 }
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
@@ -250,48 +258,51 @@ pub async fn execute(s: &Settings) -> anyhow::Result<Document> {
     Ok(Document { report, next_steps })
 }
 
-/// `-ExchangeEnvironmentName` for clouds other than the global one (docs/wire-formats.md §2).
-fn exchange_environment(cloud: cba_token::Cloud) -> Option<&'static str> {
-    match cloud {
-        cba_token::Cloud::Global => None,
-        cba_token::Cloud::UsGovHigh => Some("O365USGovGCCHigh"),
-        cba_token::Cloud::UsGovDod => Some("O365USGovDoD"),
-        cba_token::Cloud::China => Some("O365China"),
-    }
-}
-
-/// Step 10: how to use the app from PowerShell and from scripts.
+/// Step 10: how to use the app from PowerShell and from scripts. The organization is the profile's
+/// `tenant_domain` when it is the tenant's `*.onmicrosoft.com` domain, else a placeholder (and a note).
 pub fn next_steps(profile: &Profile, urls: &Urls) -> NextSteps {
+    let organization = powershell::organization(profile.tenant_domain.as_deref());
+    if organization.is_none() {
+        output::info(format!(
+            "note: the Connect-ExchangeOnline lines below say -Organization {}: put the tenant's initial domain \
+             there (Entra admin center → Domain names, the one ending in .onmicrosoft.com)",
+            powershell::placeholder_organization(urls.cloud)
+        ));
+    }
     let pfx = std::path::absolute(&profile.certificate.path).unwrap_or_else(|_| profile.certificate.path.clone());
-    let org = profile.tenant_domain.clone().unwrap_or_else(|| "<tenant>.onmicrosoft.com".to_string());
-    let env_name =
-        exchange_environment(urls.cloud).map(|e| format!(" -ExchangeEnvironmentName {e}")).unwrap_or_default();
+    let connect = ConnectExchangeOnline {
+        app_id: Some(profile.app_id.clone()),
+        certificate: Some(pfx.clone()),
+        organization,
+        cloud: urls.cloud,
+    };
     let pfx = pfx.display().to_string();
-    let quoted = pfx.replace('\'', "''");
-    let powershell = format!(
-        "Connect-ExchangeOnline -AppId {} -CertificateFilePath '{quoted}' -CertificatePassword (Read-Host -AsSecureString -Prompt 'PFX password') -Organization {org}{env_name}",
-        profile.app_id
-    );
-    let windows = vec![
-        format!(
-            "Import-PfxCertificate -FilePath '{quoted}' -CertStoreLocation Cert:\\CurrentUser\\My -Password (Read-Host -AsSecureString -Prompt 'PFX password')"
-        ),
-        format!(
-            "Connect-ExchangeOnline -AppId {} -CertificateThumbprint {} -Organization {org}{env_name}",
-            profile.app_id, profile.certificate.thumbprint_sha1
-        ),
-    ];
-    let mut environment = vec![
-        format!("export AZURE_TENANT_ID={}", profile.tenant_id),
-        format!("export AZURE_CLIENT_ID={}", profile.app_id),
-        format!("export AZURE_CLIENT_CERTIFICATE_PATH={}", crate::cmd::token::shell_quote(&pfx)),
-        "export AZURE_CLIENT_CERTIFICATE_PASSWORD=...   # the PFX password (cba also reads CBA_PFX_PASSWORD)"
-            .to_string(),
+    let mut variables = vec![
+        ("AZURE_TENANT_ID", profile.tenant_id.clone()),
+        ("AZURE_CLIENT_ID", profile.app_id.clone()),
+        ("AZURE_CLIENT_CERTIFICATE_PATH", pfx.clone()),
     ];
     if urls.login != urls.cloud.login_root() || urls.cloud != cba_token::Cloud::Global {
-        environment.push(format!("export AZURE_AUTHORITY_HOST={}", urls.login));
+        variables.push(("AZURE_AUTHORITY_HOST", urls.login.clone()));
     }
-    NextSteps { powershell, powershell_windows: windows, environment }
+    let password_note = "the PFX password (cba also reads CBA_PFX_PASSWORD)";
+    let mut environment: Vec<String> =
+        variables.iter().map(|(k, v)| format!("export {k}={}", crate::cmd::token::shell_quote(v))).collect();
+    environment.insert(3, format!("export AZURE_CLIENT_CERTIFICATE_PASSWORD=...   # {password_note}"));
+    let mut environment_powershell: Vec<String> =
+        variables.iter().map(|(k, v)| powershell::env_assignment(k, v)).collect();
+    environment_powershell.insert(3, format!("$env:AZURE_CLIENT_CERTIFICATE_PASSWORD='...'   # {password_note}"));
+    NextSteps {
+        powershell: connect.with_file(PfxPassword::Prompt),
+        powershell_unattended: connect.with_file(PfxPassword::Env("CBA_PFX_PASSWORD")),
+        powershell_secret_management: connect.with_file(PfxPassword::Secret(&profile.app_name)),
+        powershell_windows: vec![
+            connect.import_pfx(PfxPassword::Prompt),
+            connect.with_thumbprint(&profile.certificate.thumbprint_sha1),
+        ],
+        environment,
+        environment_powershell,
+    }
 }
 
 /// The report for people.
@@ -367,7 +378,13 @@ pub fn text(d: &Document) -> String {
     if let Some(n) = &d.next_steps {
         out.push_str("\nNext: Exchange Online PowerShell on any OS\n  ");
         out.push_str(&n.powershell);
-        out.push_str("\nOn Windows, with the certificate in the user's store\n");
+        out.push_str(&format!(
+            "\nUnattended: the password in $env:CBA_PFX_PASSWORD, or in a SecretManagement vault \
+             (once: Set-Secret -Name {} -Secret (Read-Host -AsSecureString -Prompt 'PFX password'))\n",
+            powershell::word(&r.app_name)
+        ));
+        out.push_str(&format!("  {}\n  {}\n", n.powershell_unattended, n.powershell_secret_management));
+        out.push_str("On Windows, with the certificate in the user's store\n");
         for line in &n.powershell_windows {
             out.push_str(&format!("  {line}\n"));
         }

@@ -18,7 +18,7 @@ use cba_lifecycle::AdminCredential;
 use cba_lifecycle::status::{CertificateInput, Remedy, StatusReport, StatusRequest};
 
 use crate::Global;
-use crate::cmd::cert;
+use crate::certfile as cert;
 use crate::cmd::token::Credentials;
 use crate::connect::{self, Ui};
 use crate::exit::{Exit, fail};
@@ -59,6 +59,10 @@ pub struct Args {
     /// Keep trying the token through replication (AADSTS700016/700027) for up to DURATION [default: one try].
     #[arg(long, value_name = "DURATION", value_parser = settings::parse_duration)]
     pub wait: Option<Duration>,
+    /// Accepted like `cba token --no-cache` and `cba exo --no-cache`; `cba status` never reads or writes the
+    /// token cache anyway: every check uses a fresh token.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// What is checked: the app, its certificate and the roles it should hold.
@@ -316,6 +320,7 @@ mod tests {
             tenant_id: "profile-tenant".into(),
             tenant_domain: None,
             app_name: "contoso-exo".into(),
+            app_unique_name: None,
             app_id: "profile-app".into(),
             app_object_id: "profile-object".into(),
             service_principal_id: "profile-sp".into(),
@@ -336,6 +341,7 @@ mod tests {
             },
             previous_certificate: None,
             pending_certificate: None,
+            retired: Vec::new(),
         }
     }
 

@@ -74,6 +74,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     };
     let profile = loaded.as_ref().map(|(_, p)| p);
     let urls = Urls::resolve(&args.endpoints, profile, |k| std::env::var(k).ok())?;
+    if let Some(tenant) = &args.tenant {
+        cba_lifecycle::check_tenant(tenant).map_err(|e| fail(Exit::Usage, format!("--tenant: {e}")))?;
+    }
     let request = match (profile, args.name, args.tenant) {
         (Some(p), _, _) => TeardownRequest::for_profile(p),
         (None, Some(name), Some(tenant)) => TeardownRequest {
@@ -128,6 +131,19 @@ pub async fn execute(s: &Settings) -> anyhow::Result<TeardownReport> {
     let services = connect::services(&s.urls, s.ui)?;
     let mut report =
         cba_lifecycle::teardown(&services, &s.admin, &s.request).await.map_err(connect::lifecycle_failure)?;
+    // The app is gone: a cached token of it would only hide that (`cba exo check` succeeding from the cache).
+    if let Some(app_id) = report.app_id.as_deref().or(s.profile.as_ref().map(|p| p.app_id.as_str())) {
+        let mut tenants = vec![s.request.tenant.as_str()];
+        if let Some(p) = &s.profile {
+            tenants.push(&p.tenant_id);
+            tenants.extend(p.tenant_domain.as_deref());
+        }
+        match forget_cached_tokens(&s.urls.login, &tenants, app_id) {
+            Ok(0) => {}
+            Ok(n) => s.ui.detail(&format!("forgot {n} cached token(s) of the app")),
+            Err(e) => output::warn(s.ui.style, format!("could not remove the app's cached tokens: {e:#}")),
+        }
+    }
     if s.delete_files
         && let (Some(store), Some(p)) = (&s.store, &s.profile)
     {
@@ -145,6 +161,28 @@ pub async fn execute(s: &Settings) -> anyhow::Result<TeardownReport> {
         }
     }
     Ok(report)
+}
+
+/// Remove every cached token (any scope, any certificate) of app `client_id` in each of `tenants` (the names
+/// the tenant may have been given by: id, domain) signed in at `login`, from the default token cache file.
+/// For teardown and for rotation (the old certificate's tokens). Returns how many were removed.
+pub(crate) fn forget_cached_tokens(login: &str, tenants: &[&str], client_id: &str) -> anyhow::Result<usize> {
+    let Some(path) = crate::cmd::token::cache_file() else { return Ok(0) };
+    if !path.exists() || client_id.is_empty() {
+        return Ok(0);
+    }
+    let authority = cba_token::Authority::new(login)?;
+    let cache = cba_token::TokenCache::with_file(&path);
+    let mut removed = 0;
+    let mut seen: Vec<String> = Vec::new();
+    for tenant in tenants.iter().filter(|t| !t.is_empty()) {
+        if seen.iter().any(|s| s.eq_ignore_ascii_case(tenant)) {
+            continue;
+        }
+        seen.push(tenant.to_string());
+        removed += cache.remove_app(&authority, tenant, client_id)?;
+    }
+    Ok(removed)
 }
 
 /// The report for people.

@@ -13,11 +13,11 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::Global;
-pub use crate::settings::Credentials;
-use crate::settings::AppArgs;
 use crate::exit::{Exit, ExitExt as _, fail};
 use crate::output::{self, OutputFormat};
 use crate::secrets::PasswordArgs;
+use crate::settings::AppArgs;
+pub use crate::settings::Credentials;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -25,6 +25,8 @@ Examples:
          AZURE_CLIENT_CERTIFICATE_PATH=contoso-exo.pfx CBA_PFX_PASSWORD=...
   curl -H \"$(cba token --format header)\" https://outlook.office365.com/adminapi/beta/...
   cba token --resource graph --format json
+  eval \"$(cba token --format env)\"          # CBA_ACCESS_TOKEN and CBA_ACCESS_TOKEN_EXPIRES_ON
+  cba token --format env --shell powershell | Invoke-Expression   # the same in PowerShell
   cba token --wait 5m                       # right after setup: wait for Entra to replicate the app
   cba token --decode                        # what does my token carry? (roles, expiry)
   pbpaste | cba token --decode -            # decode any JWT from stdin
@@ -61,6 +63,9 @@ pub struct Args {
     /// raw: the token alone (default); header: `Authorization: Bearer …`; env: shell export lines; json.
     #[arg(long, value_enum)]
     pub format: Option<TokenFormat>,
+    /// With `--format env`: sh (`export NAME='…'`, the default) or powershell (`$env:NAME='…'`).
+    #[arg(long, value_enum, value_name = "sh|powershell")]
+    pub shell: Option<Shell>,
     /// Neither read nor write the token cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -93,6 +98,16 @@ pub enum TokenFormat {
     Json,
     Header,
     Env,
+}
+
+/// `--shell`: the language of `--format env`'s lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Shell {
+    /// POSIX sh, bash, zsh: `export NAME='…'` (use with `eval "$(cba token --format env)"`).
+    #[default]
+    Sh,
+    /// PowerShell: `$env:NAME='…'` (use with `cba token --format env --shell powershell | Invoke-Expression`).
+    Powershell,
 }
 
 fn parse_resource(s: &str) -> Result<Resource, String> {
@@ -154,11 +169,14 @@ impl Settings {
     }
 }
 
-fn cache_file() -> Option<PathBuf> {
+pub(crate) fn cache_file() -> Option<PathBuf> {
     cba_token::default_cache_dir(|k| std::env::var(k).ok()).map(|d| d.join(cba_token::CACHE_FILE_NAME))
 }
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
+    if args.shell.is_some() && args.format != Some(TokenFormat::Env) {
+        return Err(fail(Exit::Usage, "--shell says how --format env prints its lines: add --format env"));
+    }
     if args.clear_cache {
         return clear_cache();
     }
@@ -176,8 +194,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         return print_decoded(&decoded, json_wanted(args.format, global));
     }
 
-    let from_profile =
-        crate::settings::complete_profile(args.app.profile.clone())?.map(|p| Credentials::from_profile(&p)).unwrap_or_default();
+    let from_profile = crate::settings::complete_profile(args.app.profile.clone())?
+        .map(|p| Credentials::from_profile(&p))
+        .unwrap_or_default();
     let creds = Credentials::from_flags(&args).or(from_profile).or(Credentials::from_env(|k| std::env::var(k).ok()));
     let settings = Settings::resolve(creds, args.resource.clone().unwrap_or_default(), args.alg, args.no_cache)?;
 
@@ -201,6 +220,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     print_token(
         &token,
         args.format.unwrap_or(if global.output == OutputFormat::Json { TokenFormat::Json } else { TokenFormat::Raw }),
+        args.shell.unwrap_or_default(),
     )
 }
 
@@ -244,7 +264,7 @@ fn cert_stamp(path: &Path) -> Option<CertFileStamp> {
 fn load_certificate(settings: &Settings, password: &PasswordArgs) -> anyhow::Result<ClientCertificate> {
     let path = &settings.cert_path;
     let bytes = crate::fsutil::read(path)?;
-    let identity = super::cert::open(path, &bytes, password)?;
+    let identity = crate::certfile::open(path, &bytes, password)?;
     let cert = ClientCertificate::new(identity, &settings.tenant, &settings.client_id)
         .map_err(|e| fail(Exit::BadInput, format!("{}: {e:#}", path.display())))?;
     if let (Some(cache), Some(stamp)) = (&settings.cache, cert_stamp(path))
@@ -359,15 +379,14 @@ fn claims_of(d: &DecodedJwt) -> ClaimsJson {
     }
 }
 
-fn print_token(token: &AccessToken, format: TokenFormat) -> anyhow::Result<()> {
+fn print_token(token: &AccessToken, format: TokenFormat, shell: Shell) -> anyhow::Result<()> {
     let secret = token.secret();
     match format {
         TokenFormat::Raw => write_stdout(&format!("{secret}\n")),
         TokenFormat::Header => write_stdout(&format!("Authorization: Bearer {secret}\n")),
-        TokenFormat::Env => write_stdout(&format!(
-            "export CBA_ACCESS_TOKEN={}\nexport CBA_ACCESS_TOKEN_EXPIRES_ON={}\n",
-            shell_quote(secret),
-            shell_quote(&jwt::rfc3339(token.expires_on))
+        TokenFormat::Env => write_stdout(&env_lines(
+            shell,
+            &[("CBA_ACCESS_TOKEN", secret), ("CBA_ACCESS_TOKEN_EXPIRES_ON", &jwt::rfc3339(token.expires_on))],
         )),
         TokenFormat::Json => output::print_json(&TokenJson {
             access_token: secret,
@@ -378,6 +397,17 @@ fn print_token(token: &AccessToken, format: TokenFormat) -> anyhow::Result<()> {
             claims: token.decode().ok().as_ref().map(claims_of),
         }),
     }
+}
+
+/// `--format env`: one assignment per variable, quoted so the shell takes each value verbatim.
+fn env_lines(shell: Shell, variables: &[(&str, &str)]) -> String {
+    variables
+        .iter()
+        .map(|(name, value)| match shell {
+            Shell::Sh => format!("export {name}={}\n", shell_quote(value)),
+            Shell::Powershell => format!("{}\n", crate::powershell::env_assignment(name, value)),
+        })
+        .collect()
 }
 
 pub(crate) fn shell_quote(s: &str) -> String {
@@ -466,5 +496,18 @@ mod tests {
     fn shell_quoting() {
         assert_eq!(shell_quote("a.b-c_d"), "'a.b-c_d'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn env_lines_for_each_shell() {
+        let vars = [("CBA_ACCESS_TOKEN", "eyJ0.a'b"), ("CBA_ACCESS_TOKEN_EXPIRES_ON", "2026-11-26T10:00:00Z")];
+        assert_eq!(
+            env_lines(Shell::Sh, &vars),
+            "export CBA_ACCESS_TOKEN='eyJ0.a'\\''b'\nexport CBA_ACCESS_TOKEN_EXPIRES_ON='2026-11-26T10:00:00Z'\n"
+        );
+        assert_eq!(
+            env_lines(Shell::Powershell, &vars),
+            "$env:CBA_ACCESS_TOKEN='eyJ0.a''b'\n$env:CBA_ACCESS_TOKEN_EXPIRES_ON='2026-11-26T10:00:00Z'\n"
+        );
     }
 }

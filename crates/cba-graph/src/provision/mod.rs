@@ -168,6 +168,11 @@ pub struct SetupRequest {
     pub roles: Vec<Role>,
     /// `signInAudience` for a new app (default `AzureADMyOrg`).
     pub sign_in_audience: String,
+    /// A client-chosen alternate key (`uniqueName`) to create the app by: with it, the create is an upsert
+    /// (`PATCH /applications(uniqueName='…')` + `Prefer: create-if-missing`) that a rerun after a crash
+    /// repeats safely, finding the app it made even before the name look-up lists it. Record it before
+    /// calling [`apply`]. Without it, `POST /applications` (never resent blindly).
+    pub unique_name: Option<String>,
 }
 
 impl SetupRequest {
@@ -183,6 +188,7 @@ impl SetupRequest {
             thumbprint_sha1: thumbprint_sha1.into(),
             roles: vec![wellknown::EXCHANGE_ADMINISTRATOR],
             sign_in_audience: wellknown::SINGLE_TENANT.into(),
+            unique_name: None,
         }
     }
 
@@ -546,6 +552,19 @@ async fn create_app(client: &GraphClient, request: &SetupRequest) -> Result<(App
         required_resource_access: vec![crate::model::RequiredResourceAccess::exchange_manage_as_app()],
         key_credentials: vec![request.key_credential.clone()],
     };
+    if let Some(key) = &request.unique_name {
+        // Idempotent: the client retries it; a 204 means an earlier (crashed) run made it.
+        return match client.upsert_application(key, &new).await? {
+            Created::Created(app) => Ok((app, false, 1)),
+            Created::AlreadyExisted => {
+                let app = eventually(client, &format!("app with uniqueName {key:?}"), || {
+                    client.application_by_unique_name(key, Replication::Expected)
+                })
+                .await?;
+                Ok((app, true, 2))
+            }
+        };
+    }
     let calls = std::sync::atomic::AtomicU32::new(0);
     let result = cba_http::with_retry(
         client.retry_policy(),

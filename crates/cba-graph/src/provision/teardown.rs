@@ -51,9 +51,7 @@ pub async fn teardown_with(
         progress(&Event::Finished { step: step.clone(), change, id: id.to_string() });
         if outcome == Deleted::Deleted { removed.push(step) } else { gone.push(step) }
     };
-    let found = resolve_app(client, app, replication)
-        .await
-        .map_err(|e| e.in_step(Step::Lookup, app.to_string()))?;
+    let found = resolve_app(client, app, replication).await.map_err(|e| e.in_step(Step::Lookup, app.to_string()))?;
     let mut depth = 1;
     let Some(found) = found else {
         record(Step::Application, Deleted::AlreadyGone, "");

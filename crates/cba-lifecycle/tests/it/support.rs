@@ -1,13 +1,14 @@
 //! A simulated tenant and the services, stores and keys the operations take.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cba_cert::{Identity, NewCertificate};
 use cba_http::{BoxError, Clock, RetryPolicy, Sleep};
 use cba_lifecycle::profile::Endpoints;
+use cba_lifecycle::rotate::Promoted;
 use cba_lifecycle::{
     AdminCredential, CertificateRef, Event, KeyStore, MemoryStore, Progress, Services, SetupReport, SetupRequest,
 };
@@ -117,11 +118,13 @@ impl Tenant {
     }
 }
 
-/// Certificates in memory, "paths" as keys.
+/// Certificates in memory, "paths" as keys. A rotation's successor waits at `<stem>.next.<ext>`; promotion
+/// keeps the replaced one at `<stem>-old-<n>.<ext>` and moves the successor to the stable path.
 #[derive(Default)]
 pub struct MemKeys {
     pub keys: Mutex<HashMap<PathBuf, Identity>>,
     pub made: Mutex<u32>,
+    pub discarded: Mutex<Vec<PathBuf>>,
 }
 
 impl MemKeys {
@@ -130,6 +133,25 @@ impl MemKeys {
         self.keys.lock().unwrap().insert(reference.path.clone(), identity);
         reference
     }
+
+    /// The thumbprint of the certificate at `path`, if any.
+    pub fn at(&self, path: &Path) -> Option<String> {
+        self.keys.lock().unwrap().get(path).map(|i| i.certificate.thumbprint_sha1_hex())
+    }
+
+    /// Every path holding a certificate, sorted.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self.keys.lock().unwrap().keys().cloned().collect();
+        paths.sort();
+        paths
+    }
+}
+
+/// `contoso-exo.pfx` → `contoso-exo<suffix>.pfx`.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("certificate");
+    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("pfx");
+    path.with_file_name(format!("{stem}{suffix}.{ext}"))
 }
 
 impl KeyStore for MemKeys {
@@ -143,17 +165,55 @@ impl KeyStore for MemKeys {
 
     fn create_next(
         &self,
-        _: &CertificateRef,
+        current: &CertificateRef,
         _: &Identity,
         next: &NewCertificate,
     ) -> Result<(Identity, CertificateRef), BoxError> {
-        let n = {
-            let mut made = self.made.lock().unwrap();
-            *made += 1;
-            *made
-        };
+        *self.made.lock().unwrap() += 1;
         let identity = cba_cert::generate(next)?;
-        Ok((identity.clone(), self.add(&format!("next-{n}.pfx"), identity)))
+        let path = beside(&current.path, ".next");
+        self.keys.lock().unwrap().insert(path.clone(), identity.clone());
+        Ok((identity.clone(), CertificateRef::new(&identity.certificate, path, None).created_by_cba()))
+    }
+
+    fn promote(&self, pending: &CertificateRef, current: &CertificateRef) -> Result<Promoted, BoxError> {
+        let mut keys = self.keys.lock().unwrap();
+        let holds = |keys: &HashMap<PathBuf, Identity>, path: &Path, thumbprint: &str| {
+            keys.get(path).is_some_and(|i| i.certificate.thumbprint_sha1_hex() == thumbprint)
+        };
+        let kept = (1..)
+            .map(|n| beside(&current.path, &format!("-old-{n}")))
+            .take_while(|p| keys.contains_key(p))
+            .find(|p| holds(&keys, p, &current.thumbprint_sha1));
+        let kept = match kept {
+            Some(path) => path,
+            None => {
+                if !holds(&keys, &current.path, &current.thumbprint_sha1) {
+                    return Err(format!("{} holds neither certificate", current.path.display()).into());
+                }
+                let old = keys[&current.path].clone();
+                let free = (1..).map(|n| beside(&current.path, &format!("-old-{n}"))).find(|p| !keys.contains_key(p));
+                let free = free.expect("a free name");
+                keys.insert(free.clone(), old);
+                free
+            }
+        };
+        if let Some(new) = keys.remove(&pending.path) {
+            keys.insert(current.path.clone(), new);
+        }
+        if !holds(&keys, &current.path, &pending.thumbprint_sha1) {
+            return Err(format!("{} does not hold the new certificate", current.path.display()).into());
+        }
+        Ok(Promoted {
+            current: CertificateRef { path: current.path.clone(), cer_path: None, ..pending.clone() },
+            retired: CertificateRef { path: kept, cer_path: None, ..current.clone() },
+        })
+    }
+
+    fn discard(&self, certificate: &CertificateRef) -> Result<(), BoxError> {
+        self.keys.lock().unwrap().remove(&certificate.path);
+        self.discarded.lock().unwrap().push(certificate.path.clone());
+        Ok(())
     }
 }
 
