@@ -7,6 +7,7 @@
 
 mod graph;
 mod json;
+mod modules;
 mod scan;
 
 use std::path::Path;
@@ -233,8 +234,7 @@ fn no_library_reads_the_environment() {
 #[test]
 fn cba_lifecycle_knows_no_cli_terminal_or_paths() {
     let graph = Graph::workspace();
-    // Enforced from the moment the crate is a workspace member.
-    let Some(package) = graph.members().get("cba-lifecycle").copied() else { return };
+    let package = graph.members().get("cba-lifecycle").copied().expect("cba-lifecycle is a workspace member");
     let mut broken = Violations::default();
     broken.reaching(
         graph,
@@ -265,4 +265,18 @@ fn cba_lifecycle_knows_no_cli_terminal_or_paths() {
         "cba-lifecycle opens no files (the caller chooses paths and passes bytes or stores) and writes to no terminal",
     );
     broken.assert_none();
+}
+
+#[test]
+fn cba_cli_modules_import_no_circle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/cba-cli/src");
+    let edges = modules::graph(&src);
+    assert!(edges.contains_key("connect") && edges.contains_key("cmd::setup"), "read the modules: {edges:?}");
+    let circles = modules::circles(&edges);
+    assert!(
+        circles.is_empty(),
+        "modules of cba-cli import each other in a circle (docs/architecture.md: cmd/* use the shared modules, \
+         never the other way round):\n{}",
+        circles.join("\n")
+    );
 }
