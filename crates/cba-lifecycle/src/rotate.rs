@@ -2,12 +2,14 @@
 //! scripts, scheduled tasks, `AZURE_CLIENT_CERTIFICATE_PATH` and `Connect-ExchangeOnline
 //! -CertificateFilePath` name) keeps working across rotations.
 //!
-//! 1. a new certificate at a pending location beside the current one → 2. registered beside it (the app's
-//! own addKey, the proof signed by the current certificate: no admin) → 3. a token with the new one →
-//! 4. promoted: the stable path holds the new certificate, the old one is kept beside it under a dated name
-//! and stays registered for the overlap (`retired`) → 5. a removal pass, in this run and in every later
-//! one (the daily cron): the keys of retired certificates past their overlap or expiry are removed
-//! (removeKey, proof signed by the current certificate) and their files deleted.
+//! 1. A new certificate at a pending location beside the current one.
+//! 2. Registered beside it (the app's own addKey, the proof signed by the current certificate: no admin).
+//! 3. A token with the new one.
+//! 4. Promoted: the stable path holds the new certificate; the old one is kept beside it under a dated name
+//!    and stays registered for the overlap (`retired`).
+//! 5. A removal pass, in this run and in every later one (the daily cron): the keys of retired certificates
+//!    past their overlap or expiry are removed (removeKey, proof signed by the current certificate) and
+//!    their files deleted.
 //!
 //! Crash safety: at every point the stable path holds a whole certificate that is registered and valid
 //! (the old one until the promotion, the new one after), and the profile records enough for a rerun to

@@ -97,9 +97,9 @@ async fn a_later_run_past_the_overlap_removes_the_old_key_and_deletes_its_files(
     tenant.sim.advance_clock(7 * DAY);
     let report = cba_lifecycle::rotate(&services, &store, &keys, None, &daily).await.expect("rotate");
     assert!(!report.rotated && report.reason.starts_with("not due"), "{report:?}");
-    assert_eq!(report.removed, [old.clone()]);
+    assert_eq!(report.removed, [old.as_str()]);
     assert!(report.retired.is_empty() && !report.old_removed, "{report:?}");
-    assert_eq!(registered(&tenant.state().await), [new.clone()]);
+    assert_eq!(registered(&tenant.state().await), [new.as_str()]);
     assert_eq!(*keys.discarded.lock().unwrap(), [dated]);
     assert_eq!(keys.paths(), [PathBuf::from(STABLE)]);
     let p = store.get().unwrap();
@@ -124,7 +124,7 @@ async fn no_overlap_removes_the_old_key_in_the_same_run() {
     assert!(report.rotated && report.old_removed, "{report:?}");
     assert_eq!(report.removed, [old]);
     let new = report.new_thumbprint_sha1.unwrap();
-    assert_eq!(registered(&tenant.state().await), [new.clone()]);
+    assert_eq!(registered(&tenant.state().await), [new.as_str()]);
     assert_eq!(keys.paths(), [PathBuf::from(STABLE)]);
     assert_eq!(keys.at(Path::new(STABLE)), Some(new));
     assert!(store.get().unwrap().retired.is_empty());
@@ -164,7 +164,7 @@ async fn an_expired_certificate_without_an_admin_is_refused_before_anything_is_m
     assert!(report.old_removed && report.retired.is_empty(), "{report:?}");
     assert_eq!(report.removed, [old]);
     let new = report.new_thumbprint_sha1.unwrap();
-    assert_eq!(registered(&tenant.state().await), [new.clone()]);
+    assert_eq!(registered(&tenant.state().await), [new.as_str()]);
     assert_eq!(keys.paths(), [PathBuf::from(STABLE)]);
     assert_eq!(keys.at(Path::new(STABLE)), Some(new));
 }
@@ -186,7 +186,7 @@ async fn a_profile_of_an_earlier_version_between_switch_and_removal_is_finished(
     assert_eq!(report.old_thumbprint_sha1, old.thumbprint_sha1);
     let p = store.get().unwrap();
     assert!(p.previous_certificate.is_none() && p.retired.is_empty(), "{p:#?}");
-    assert_eq!(registered(&tenant.state().await), [p.certificate.thumbprint_sha1.clone()]);
+    assert_eq!(registered(&tenant.state().await), [p.certificate.thumbprint_sha1.as_str()]);
 }
 
 #[tokio::test]
@@ -234,7 +234,7 @@ async fn killed_at_every_step_the_stable_path_signs_in_and_a_rerun_converges() {
             p.previous_certificate.is_none() && p.pending_certificate.is_none() && p.retired.is_empty(),
             "kill at {kill_at}: {p:#?}"
         );
-        assert_eq!(registered(&tenant.state().await), [p.certificate.thumbprint_sha1.clone()], "kill at {kill_at}");
+        assert_eq!(registered(&tenant.state().await), [p.certificate.thumbprint_sha1.as_str()], "kill at {kill_at}");
         assert_eq!(keys.at(Path::new(STABLE)).as_ref(), Some(&p.certificate.thumbprint_sha1), "kill at {kill_at}");
         assert_eq!(keys.paths(), [PathBuf::from(STABLE)], "kill at {kill_at}: files left behind");
     }
