@@ -69,6 +69,22 @@ pub enum Error {
     /// A request that makes no sense (bad subject, too long a validity, ...).
     #[error("{0}")]
     InvalidRequest(String),
+    /// The key cannot sign with this scheme (a token without RSA-PSS, for PS256).
+    #[error("the key cannot sign {alg}")]
+    UnsupportedAlgorithm {
+        /// The scheme asked for.
+        alg: crate::SignAlg,
+    },
+    /// A signature does not verify with the public key it should belong to.
+    #[error("the {alg} signature does not verify with the key's public key")]
+    BadSignature {
+        /// The scheme it was checked as.
+        alg: crate::SignAlg,
+    },
+    /// The key store behind a [`KeySigner`](crate::KeySigner) failed (a PKCS#11 token, a vault). The source is
+    /// the store's own error: downcast it to branch on its kind (a wrong PIN, a missing token).
+    #[error("the key store could not sign")]
+    Signer(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Key generation, signing or encoding failed inside the crypto library.
     #[error("crypto failure: {0}")]
     Crypto(String),

@@ -1,11 +1,14 @@
+use std::cell::RefCell;
+
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-    PKCS_RSA_SHA256, RsaKeySize, SanType, SerialNumber,
+    PKCS_RSA_SHA256, PublicKeyData, RsaKeySize, SanType, SerialNumber, SignatureAlgorithm, SigningKey,
 };
 use time::{Duration, OffsetDateTime};
 
 use crate::error::Error;
 use crate::key::PrivateKey;
+use crate::signer::{KeySigner, SignAlg};
 use crate::{Certificate, Identity};
 
 /// The longest validity we make. Longer certificates are refused: rotate instead.
@@ -181,27 +184,7 @@ impl NewCertificate {
 /// SHA-256 with RSA, random positive 128-bit serial, key usage digitalSignature + keyEncipherment,
 /// extended key usage clientAuth, basicConstraints CA:false, `notBefore` 5 minutes in the past.
 pub fn generate(request: &NewCertificate) -> Result<Identity, Error> {
-    let now = request.now.unwrap_or_else(OffsetDateTime::now_utc).replace_nanosecond(0).expect("0 is valid");
-    let not_after = request.not_after(now)?;
-    let mut params = CertificateParams::default();
-    params.distinguished_name = request.distinguished_name()?;
-    params.subject_alt_names = request
-        .dns_names
-        .iter()
-        .map(|d| {
-            d.as_str()
-                .try_into()
-                .map(SanType::DnsName)
-                .map_err(|_| Error::InvalidRequest(format!("{d:?} is not a valid DNS name (ASCII only)")))
-        })
-        .collect::<Result<_, _>>()?;
-    params.not_before = now - CLOCK_SKEW;
-    params.not_after = not_after;
-    params.serial_number = Some(random_serial()?);
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-
+    let params = request.params()?;
     let size = match request.key_size {
         KeySize::Rsa2048 => RsaKeySize::_2048,
         KeySize::Rsa3072 => RsaKeySize::_3072,
@@ -216,6 +199,89 @@ pub fn generate(request: &NewCertificate) -> Result<Identity, Error> {
         chain: Vec::new(),
         pfx_format: None,
     })
+}
+
+/// Make the same self-signed certificate as [`generate`] for a key that already exists and may live elsewhere
+/// (a PKCS#11 token, a vault): the certificate is signed through `signer` with RS256
+/// (`sha256WithRSAEncryption`, what certificates use), and `request`'s key size is ignored.
+///
+/// The signature is checked against the signer's public key before the certificate is returned, so a signer
+/// that answers with another scheme or another key's signature gives [`Error::BadSignature`], never a
+/// certificate that does not verify.
+pub fn generate_with(request: &NewCertificate, signer: &dyn KeySigner) -> Result<Certificate, Error> {
+    let bits = signer.public_key().bits();
+    if bits < crate::MIN_RSA_BITS {
+        return Err(Error::KeyTooSmall { bits });
+    }
+    if !signer.algorithms().contains(&SignAlg::Rs256) {
+        return Err(Error::UnsupportedAlgorithm { alg: SignAlg::Rs256 });
+    }
+    let params = request.params()?;
+    let key = RcgenKey { signer, public_der: signer.public_key().to_pkcs1_der(), failure: RefCell::new(None) };
+    let cert =
+        params.self_signed(&key).map_err(|e| key.failure.take().unwrap_or_else(|| Error::Crypto(e.to_string())))?;
+    let certificate = Certificate::from_der(cert.der())?;
+    if certificate.rsa_public_key() != Some(signer.public_key()) {
+        return Err(Error::KeyMismatch);
+    }
+    Ok(certificate)
+}
+
+impl NewCertificate {
+    fn params(&self) -> Result<CertificateParams, Error> {
+        let now = self.now.unwrap_or_else(OffsetDateTime::now_utc).replace_nanosecond(0).expect("0 is valid");
+        let not_after = self.not_after(now)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = self.distinguished_name()?;
+        params.subject_alt_names = self
+            .dns_names
+            .iter()
+            .map(|d| {
+                d.as_str()
+                    .try_into()
+                    .map(SanType::DnsName)
+                    .map_err(|_| Error::InvalidRequest(format!("{d:?} is not a valid DNS name (ASCII only)")))
+            })
+            .collect::<Result<_, _>>()?;
+        params.not_before = now - CLOCK_SKEW;
+        params.not_after = not_after;
+        params.serial_number = Some(random_serial()?);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        Ok(params)
+    }
+}
+
+/// rcgen's view of a [`KeySigner`]: PKCS#1 v1.5 SHA-256, exactly what `PKCS_RSA_SHA256` announces. rcgen's
+/// error cannot carry ours, so the signer's failure waits in `failure` for [`generate_with`] to return.
+struct RcgenKey<'a> {
+    signer: &'a dyn KeySigner,
+    public_der: Vec<u8>,
+    failure: RefCell<Option<Error>>,
+}
+
+impl PublicKeyData for RcgenKey<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public_der
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        &PKCS_RSA_SHA256
+    }
+}
+
+impl SigningKey for RcgenKey<'_> {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        let signed = self.signer.sign(SignAlg::Rs256, msg).and_then(|signature| {
+            self.signer.public_key().verify(SignAlg::Rs256, msg, &signature)?;
+            Ok(signature)
+        });
+        signed.map_err(|e| {
+            *self.failure.borrow_mut() = Some(e);
+            rcgen::Error::RemoteKeyError
+        })
+    }
 }
 
 /// 16 random bytes, top bit clear (positive) and first byte non-zero (no shorter encoding).

@@ -7,6 +7,7 @@ mod generate;
 mod key;
 mod load;
 mod pfx;
+mod signer;
 
 use std::fmt;
 
@@ -15,10 +16,11 @@ use zeroize::Zeroizing;
 
 pub use certificate::{Certificate, CertificateFacts, KeyCredential, RsaPublicKey, days_left};
 pub use error::{Error, Format};
-pub use generate::{CLOCK_SKEW, KeySize, MAX_VALIDITY_DAYS, NewCertificate, Validity, generate};
+pub use generate::{CLOCK_SKEW, KeySize, MAX_VALIDITY_DAYS, NewCertificate, Validity, generate, generate_with};
 pub use key::{Password, PrivateKey};
 pub use load::load;
 pub use pfx::PfxFormat;
+pub use signer::{KeySigner, SignAlg};
 
 /// The smallest RSA key Entra accepts for a certificate credential (AADSTS50032 below it).
 pub const MIN_RSA_BITS: u32 = 2048;

@@ -4,6 +4,7 @@ mod generate;
 mod interop;
 mod load_errors;
 mod robustness;
+mod signer;
 
 use std::path::Path;
 use std::process::Command;
