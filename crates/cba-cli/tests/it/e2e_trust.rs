@@ -71,7 +71,7 @@ async fn e2e_teardown_deletes_only_the_files_cba_made() {
 async fn e2e_teardown_right_after_an_interrupted_setup_keeps_the_record_of_an_app_that_may_exist() {
     // The create is carried out but its answer lost, and the app is not listed for a minute.
     let t = Tenant::start(SimTenant::builder().replication_delay(Duration::from_secs(60))).await;
-    t.sim.fail_after_commit(1, "PATCH /applications");
+    t.sim.fail_after_commit(1, "/applications");
     let mut args = t.setup_args(&[]);
     args.retain(|a| *a != "60s" && *a != "--wait");
     args.extend(["--wait", "2s"]);
@@ -177,4 +177,25 @@ fn cert_new_force_keeps_the_old_set_when_the_new_one_cannot_be_written() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_setup_rerun_after_a_lost_create_answer_makes_no_second_app() {
+    // The create runs, its answer is lost, and Graph does not list the new app by name for 3 s: the rerun
+    // (within those 3 s) creates by the uniqueName recorded before the first try, and finds the app instead of
+    // making another.
+    let t = Tenant::start(SimTenant::builder().replication_delay(Duration::from_secs(3))).await;
+    t.sim.fail_after_commit(1, "/applications");
+    let mut first = t.setup_args(&[]);
+    first.retain(|a| *a != "60s" && *a != "--wait");
+    first.extend(["--wait", "1s"]);
+    let o = t.run(&first);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(t.sim.state().await.primary().applications.len(), 1);
+    let key = t.profile_json()["app_unique_name"].as_str().expect("recorded before the create").to_string();
+
+    let o = t.setup(&[]);
+    assert_code(&o, 0);
+    let state = t.assert_one_of_each().await;
+    assert_eq!(state.primary().applications[0].unique_name.as_deref(), Some(key.as_str()));
 }
