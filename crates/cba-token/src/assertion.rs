@@ -1,9 +1,12 @@
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cba_cert::{KeySigner, SignAlg};
+use jsonwebtoken::{Algorithm, Header};
 use serde::Serialize;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -34,6 +37,15 @@ impl AssertionAlg {
     }
 }
 
+impl AssertionAlg {
+    fn sign_alg(self) -> SignAlg {
+        match self {
+            AssertionAlg::Ps256 => SignAlg::Ps256,
+            AssertionAlg::Rs256 => SignAlg::Rs256,
+        }
+    }
+}
+
 impl fmt::Display for AssertionAlg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -53,6 +65,9 @@ impl FromStr for AssertionAlg {
 }
 
 /// Options for client assertions.
+///
+/// `alg` is a preference for PS256: a key that cannot sign PSS (a YubiKey's PIV applet) signs RS256 instead,
+/// and [`ClientAssertion::alg`] says which was used. RS256 asked of a key that cannot sign it is an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssertionOptions {
     /// Signature algorithm (default PS256).
@@ -71,12 +86,20 @@ impl Default for AssertionOptions {
 
 /// A signed client assertion (a JWT). `Debug` and `Display` print `[redacted]`; read it with [`expose`](Self::expose).
 #[derive(Clone)]
-pub struct ClientAssertion(Zeroizing<String>);
+pub struct ClientAssertion {
+    jwt: Zeroizing<String>,
+    alg: AssertionAlg,
+}
 
 impl ClientAssertion {
     /// The compact JWT.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.jwt
+    }
+
+    /// How it was signed (PS256 unless RS256 was asked for or the key cannot sign PSS).
+    pub fn alg(&self) -> AssertionAlg {
+        self.alg
     }
 }
 
@@ -105,14 +128,16 @@ struct Claims<'a> {
 
 /// An app's certificate credential: the certificate with its private key, the app's client id and its tenant.
 ///
-/// `Debug` shows the tenant, client id and thumbprint, never the key.
+/// The key signs through [`cba_cert::KeySigner`]: a file's key in memory ([`new`](Self::new)) or one that stays
+/// in a token or vault ([`with_signer`](Self::with_signer)). `Debug` shows the tenant, client id and
+/// thumbprint, never the key.
 #[derive(Clone)]
 pub struct ClientCertificate {
     tenant: String,
     client_id: String,
     certificate: cba_cert::Certificate,
     chain: Vec<cba_cert::Certificate>,
-    key: EncodingKey,
+    signer: Arc<dyn KeySigner>,
 }
 
 impl ClientCertificate {
@@ -126,8 +151,38 @@ impl ClientCertificate {
         let client_id = client_id.into();
         check_identifier("tenant", &tenant)?;
         check_identifier("client id", &client_id)?;
-        let key = EncodingKey::from_rsa_der(identity.signing_key().map_err(Error::Certificate)?.rsa_pkcs1_der());
-        Ok(ClientCertificate { tenant, client_id, certificate: identity.certificate, chain: identity.chain, key })
+        let signer = Arc::new(identity.signing_key().map_err(Error::Certificate)?.clone());
+        Ok(ClientCertificate { tenant, client_id, certificate: identity.certificate, chain: identity.chain, signer })
+    }
+
+    /// A credential whose key signs elsewhere (a PKCS#11 token, a vault). `certificate` must be RSA and hold
+    /// `signer`'s public key ([`cba_cert::Error::KeyMismatch`] otherwise).
+    pub fn with_signer(
+        certificate: cba_cert::Certificate,
+        signer: Arc<dyn KeySigner>,
+        tenant: impl Into<String>,
+        client_id: impl Into<String>,
+    ) -> Result<ClientCertificate> {
+        let tenant = tenant.into();
+        let client_id = client_id.into();
+        check_identifier("tenant", &tenant)?;
+        check_identifier("client id", &client_id)?;
+        if certificate.require_rsa().map_err(Error::Certificate)? != signer.public_key() {
+            return Err(Error::Certificate(cba_cert::Error::KeyMismatch));
+        }
+        Ok(ClientCertificate { tenant, client_id, certificate, chain: Vec::new(), signer })
+    }
+
+    /// The algorithm an assertion asked to be `requested` is signed with: `requested`, or RS256 when PS256 is
+    /// asked of a key that cannot sign PSS. What [`ClientAssertion::alg`] will report.
+    pub fn assertion_alg(&self, requested: AssertionAlg) -> AssertionAlg {
+        let offered = self.signer.algorithms();
+        match requested {
+            AssertionAlg::Ps256 if !offered.contains(&SignAlg::Ps256) && offered.contains(&SignAlg::Rs256) => {
+                AssertionAlg::Rs256
+            }
+            other => other,
+        }
     }
 
     /// The tenant (GUID or domain).
@@ -158,7 +213,11 @@ impl ClientCertificate {
                 reason: format!("{:?}: must be between 1 s and 600 s", options.lifetime),
             });
         }
-        let mut header = match options.alg {
+        let alg = self.assertion_alg(options.alg);
+        if !self.signer.algorithms().contains(&alg.sign_alg()) {
+            return Err(Error::Sign(cba_cert::Error::UnsupportedAlgorithm { alg: alg.sign_alg() }));
+        }
+        let mut header = match alg {
             AssertionAlg::Ps256 => {
                 let mut h = Header::new(Algorithm::PS256);
                 h.x5t_s256 = Some(self.certificate.x5t_s256());
@@ -185,8 +244,19 @@ impl ClientCertificate {
             iat,
             exp: iat + options.lifetime.as_secs() as i64,
         };
-        let jwt = jsonwebtoken::encode(&header, &claims, &self.key).map_err(Error::Sign)?;
-        Ok(ClientAssertion(Zeroizing::new(jwt)))
+        let jwt = self.sign_jwt(alg, &header, &claims)?;
+        Ok(ClientAssertion { jwt, alg })
+    }
+
+    /// JWS compact serialization: base64url(header) . base64url(claims) . base64url(signature over the first two).
+    fn sign_jwt(&self, alg: AssertionAlg, header: &Header, claims: &Claims<'_>) -> Result<Zeroizing<String>> {
+        let mut jwt = Zeroizing::new(base64url_json(header)?);
+        jwt.push('.');
+        jwt.push_str(&base64url_json(claims)?);
+        let signature = self.signer.sign(alg.sign_alg(), jwt.as_bytes()).map_err(Error::Sign)?;
+        jwt.push('.');
+        jwt.push_str(&URL_SAFE_NO_PAD.encode(signature));
+        Ok(jwt)
     }
 }
 
@@ -199,4 +269,10 @@ impl fmt::Debug for ClientCertificate {
             .field("key", &"[redacted]")
             .finish()
     }
+}
+
+fn base64url_json(value: &impl Serialize) -> Result<String> {
+    let json = serde_json::to_vec(value)
+        .map_err(|e| Error::Sign(cba_cert::Error::Crypto(format!("cannot encode the JWT as JSON: {e}"))))?;
+    Ok(URL_SAFE_NO_PAD.encode(json))
 }

@@ -82,9 +82,10 @@ pub enum Error {
     /// The certificate or key cannot sign client assertions.
     #[error("the certificate cannot be used as a client credential")]
     Certificate(#[source] cba_cert::Error),
-    /// Signing the client assertion failed.
+    /// Signing the client assertion failed: the key cannot sign the scheme asked for, or its store (a PKCS#11
+    /// token, a vault) failed; [`cba_cert::Error::Signer`] carries the store's own error.
     #[error("could not sign the client assertion")]
-    Sign(#[source] jsonwebtoken::errors::Error),
+    Sign(#[source] cba_cert::Error),
     /// Not a JWT (for [`jwt::decode`](crate::jwt::decode) and existing admin tokens).
     #[error("not a usable JWT: {reason}")]
     InvalidToken {

@@ -8,6 +8,7 @@ mod docs;
 mod http;
 mod jwt;
 mod secrets;
+mod signer;
 mod sim;
 mod support;
 mod tls;
