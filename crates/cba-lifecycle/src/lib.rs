@@ -33,26 +33,35 @@ pub use status::{StatusReport, StatusRequest, status};
 pub use teardown::{TeardownReport, TeardownRequest, teardown};
 
 /// Signs addKey/removeKey proofs with a certificate of the app: `aud` 00000002-0000-0000-c000-000000000000,
-/// `iss` the app's object id, `nbf` now, `exp` ten minutes later; RS256 with `x5t`, the form of Microsoft's
-/// own example (docs/wire-formats.md §3).
-pub struct CertProof(pub cba_cert::Identity);
+/// `iss` the app's object id, `nbf` now (by `clock`), `exp` ten minutes later; RS256 with `x5t`, the form of
+/// Microsoft's own example (docs/wire-formats.md §3).
+pub struct CertProof {
+    identity: cba_cert::Identity,
+    clock: std::sync::Arc<dyn cba_http::Clock>,
+}
+
+impl CertProof {
+    /// Proofs by `identity`, timed by `clock` (the operation's, so a test clock moves them too).
+    pub fn new(identity: cba_cert::Identity, clock: std::sync::Arc<dyn cba_http::Clock>) -> CertProof {
+        CertProof { identity, clock }
+    }
+}
 
 impl std::fmt::Debug for CertProof {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("CertProof").field(&self.0.certificate).finish()
+        f.debug_tuple("CertProof").field(&self.identity.certificate).finish()
     }
 }
 
 impl ProofSigner for CertProof {
     fn proof(&self, app_object_id: &str) -> Result<String, cba_graph::BoxError> {
-        let signer = ClientCertificate::new(self.0.clone(), "proof", app_object_id)?;
+        let signer = ClientCertificate::new(self.identity.clone(), "proof", app_object_id)?;
         let options = AssertionOptions {
             alg: AssertionAlg::Rs256,
             lifetime: Duration::from_secs(600),
             ..AssertionOptions::default()
         };
-        let jwt =
-            signer.sign_assertion(cba_graph::wellknown::PROOF_AUDIENCE, &options, time::OffsetDateTime::now_utc())?;
+        let jwt = signer.sign_assertion(cba_graph::wellknown::PROOF_AUDIENCE, &options, self.clock.now())?;
         Ok(jwt.expose().to_string())
     }
 }

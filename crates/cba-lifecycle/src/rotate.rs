@@ -33,7 +33,7 @@ use crate::admin::{self, AdminCredential};
 use crate::profile::{CertificateRef, Profile, ProfileStore, RetiredCertificate};
 use crate::progress::ProgressExt as _;
 use crate::setup::millis;
-use crate::{Error, Services, key_credential};
+use crate::{CertProof, Error, Services, key_credential};
 
 /// Where certificates and their keys are kept: files, a PKCS#11 token, a vault. The library never opens a
 /// path itself; the caller's store does.
@@ -177,28 +177,8 @@ fn self_graph(services: &Services, p: &Profile, identity: &Identity, wait: Durat
     services.app_graph(cert, wait)
 }
 
-/// addKey/removeKey proofs signed by `identity` (as [`crate::CertProof`] signs them), timed by the operation's
-/// clock: Graph checks a proof's `nbf`/`exp` against its own time, as the token endpoint checks assertions.
-struct TimedProof {
-    identity: Identity,
-    clock: std::sync::Arc<dyn cba_http::Clock>,
-}
-
-fn proof_by(services: &Services, identity: &Identity) -> TimedProof {
-    TimedProof { identity: identity.clone(), clock: services.clock.clone() }
-}
-
-impl cba_graph::ProofSigner for TimedProof {
-    fn proof(&self, app_object_id: &str) -> Result<String, cba_graph::BoxError> {
-        let signer = ClientCertificate::new(self.identity.clone(), "proof", app_object_id)?;
-        let options = cba_token::AssertionOptions {
-            alg: cba_token::AssertionAlg::Rs256,
-            lifetime: Duration::from_secs(600),
-            ..cba_token::AssertionOptions::default()
-        };
-        let jwt = signer.sign_assertion(cba_graph::wellknown::PROOF_AUDIENCE, &options, self.clock.now())?;
-        Ok(jwt.expose().to_string())
-    }
+fn proof_by(services: &Services, identity: &Identity) -> CertProof {
+    CertProof::new(identity.clone(), services.clock.clone())
 }
 
 fn parse_time(s: &str) -> Option<OffsetDateTime> {
@@ -370,6 +350,9 @@ pub async fn rotate(
     if let Some(credential) = fallback_admin {
         progress.stage("2/5 the current certificate has expired: the administrator replaces it (PATCH keyCredentials)");
         let session = admin::sign_in(services, credential, &p.tenant_id).await?;
+        let guard = services.graph(session.tokens.clone(), request.wait)?;
+        // Before the PATCH: the administrator must act in the app's tenant.
+        admin::confirm_tenant(services, &guard, &session, &p.tenant_id).await?;
         let graph = services.graph(session.tokens, request.wait)?;
         let replaced = provision::replace_keys_patch(
             &graph,

@@ -29,10 +29,10 @@ use crate::settings::{self, AdminArgs, EndpointArgs, Urls};
 
 const EXAMPLES: &str = "\
 Examples:
-  cba cert rotate --profile contoso-exo.profile.json                            # old key kept 7 days
-  cba cert rotate --profile contoso-exo.profile.json --if-expiring-within 30   # daily cron job
-  cba cert rotate --profile contoso-exo.profile.json --overlap 0               # old key removed at once
-  cba cert rotate --profile contoso-exo.profile.json --admin device-code       # the certificate has expired
+  cba cert rotate --profile contoso-exo.profile.json                           # old key kept 7 days
+  cba cert rotate --profile contoso-exo.profile.json --if-expiring-within 30  # daily cron job
+  cba cert rotate --profile contoso-exo.profile.json --overlap 0              # old key removed now
+  cba cert rotate --profile contoso-exo.profile.json --admin device-code      # it has expired
 
 The certificate keeps its path (contoso-exo.pfx): scripts, scheduled tasks, AZURE_CLIENT_CERTIFICATE_PATH
 and Connect-ExchangeOnline -CertificateFilePath need no change. The old one is kept beside it with its
@@ -106,7 +106,18 @@ pub async fn execute(
 ) -> anyhow::Result<RotateReport> {
     let services = connect::services(urls, ui)?;
     let keys = FileKeys { password: password.clone(), opened: Mutex::new(None) };
-    cba_lifecycle::rotate(&services, store, &keys, admin, request).await.map_err(connect::lifecycle_failure)
+    let report =
+        cba_lifecycle::rotate(&services, store, &keys, admin, request).await.map_err(connect::lifecycle_failure)?;
+    if report.rotated || !report.removed.is_empty() {
+        // Tokens cached for a certificate that is gone (or going) must not outlive it in the cache.
+        if let Ok(p) = store.read() {
+            let tenants = [p.tenant_id.as_str(), p.tenant_domain.as_deref().unwrap_or("")];
+            if let Err(e) = crate::cmd::teardown::forget_cached_tokens(&urls.login, &tenants, &p.app_id) {
+                ui.detail(&format!("could not clear the app's cached tokens: {e:#}"));
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// Certificates as PFX/PEM files (with a CER beside them when setup wrote one). The successor is protected
