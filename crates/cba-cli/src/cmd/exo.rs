@@ -135,7 +135,13 @@ fn connect(conn: &ConnectionArgs) -> anyhow::Result<Connection> {
     let (client_id, cert, cloud) = (creds.client_id.clone(), creds.cert.clone(), creds.cloud.unwrap_or_default());
     let tokens = match &conn.access_token_env {
         Some(var) => static_token(var)?,
-        None => certificate_source(creds, &conn.app.password, conn.no_cache, Resource::Exchange)?,
+        // The token is for the tenant resolved here (it may have come from --organization).
+        None => certificate_source(
+            Credentials { tenant: Some(tenant.clone()), ..creds },
+            &conn.app.password,
+            conn.no_cache,
+            Resource::Exchange,
+        )?,
     };
     Ok(Connection { tenant, organization, exchange_url, client_id, cert, cloud, tokens })
 }
