@@ -27,24 +27,30 @@ use cba_token::Resource;
 
 const INVOKE_EXAMPLES: &str = "\
 Examples:
-  export CBA_PROFILE=contoso-exo.profile.json      # written by `cba setup`; or AZURE_TENANT_ID, AZURE_CLIENT_ID,
-                                                   # AZURE_CLIENT_CERTIFICATE_PATH and CBA_PFX_PASSWORD
-  cba exo invoke Get-Mailbox -p ResultSize=Unlimited --select DisplayName,PrimarySmtpAddress --output csv
+  export CBA_PROFILE=contoso-exo.profile.json   # written by `cba setup`; or AZURE_TENANT_ID,
+                                                # AZURE_CLIENT_ID, AZURE_CLIENT_CERTIFICATE_PATH
+                                                # and CBA_PFX_PASSWORD
+  cba exo invoke Get-Mailbox -p ResultSize=Unlimited --select DisplayName,PrimarySmtpAddress \\
+      --output csv
   cba exo invoke Get-Mailbox -p Identity=john@contoso.com --output json
   cba exo invoke Get-Mailbox --result-size 10                     # a table of the first 10
   cba exo invoke Set-Mailbox -p Identity=john@contoso.com -p HiddenFromAddressListsEnabled=true
-  cba exo invoke Set-Mailbox --params-json '{\"Identity\":\"john\",\"EmailAddresses\":{\"Add\":[\"smtp:j@contoso.com\"]}}'
+  cba exo invoke Set-Mailbox --params-json \\
+      '{\"Identity\":\"john\",\"EmailAddresses\":{\"Add\":[\"smtp:j@contoso.com\"]}}'
   cba exo invoke Get-Mailbox -p ResultSize=Unlimited --output jsonl | jq -r .PrimarySmtpAddress
 
--p values: 10 is a number, true/false booleans, null null, [a,b] an array (\\, for a comma inside), {...} a JSON
-hashtable, 'text' or \"text\" a string as written; anything else (Unlimited, addresses) is a string. A bare
--p NAME is a switch (NAME=true). Warnings from the cmdlet go to stderr. docs/exo.md has the details.";
+-p values: 10 is a number, true/false booleans, null null, [a,b] an array (\\, for a comma inside),
+{...} a JSON hashtable, 'text' or \"text\" a string as written; anything else (Unlimited, addresses)
+is a string. A bare -p NAME is a switch (NAME=true). Warnings from the cmdlet go to stderr.
+docs/exo.md has the details.";
 
 const CHECK_EXAMPLES: &str = "\
 Examples:
   cba exo check --profile contoso-exo.profile.json
-  cba exo check --organization contoso.onmicrosoft.com --client-id 631a96bc-... --cert contoso-exo.pfx --output json
-  CBA_EXO_TOKEN=$(cba token --resource exchange) cba exo check --tenant contoso.onmicrosoft.com --access-token-env CBA_EXO_TOKEN
+  cba exo check --organization contoso.onmicrosoft.com --client-id 631a96bc-... \\
+      --cert contoso-exo.pfx --output json
+  CBA_EXO_TOKEN=$(cba token --resource exchange) \\
+      cba exo check --tenant contoso.onmicrosoft.com --access-token-env CBA_EXO_TOKEN
 
 Runs Get-OrganizationConfig (cheap, read-only) and prints the organization and the Connect-ExchangeOnline line
 that makes the same connection in PowerShell. Exit 5 means the app lacks an Exchange role or

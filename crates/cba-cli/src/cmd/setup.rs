@@ -25,11 +25,14 @@ use crate::settings::{self, AdminArgs, EndpointArgs, Urls};
 
 const EXAMPLES: &str = "\
 Examples:
-  cba setup --tenant contoso.onmicrosoft.com --name contoso-exo            # device-code sign-in, new certificate
-  cba setup --tenant contoso.onmicrosoft.com --name contoso-exo --dry-run  # what exists, what would be made
-  cba setup --tenant contoso.onmicrosoft.com --name contoso-exo --cert ./exo.pfx --role 'Exchange Recipient Administrator'
+  cba setup --tenant contoso.onmicrosoft.com --name contoso-exo            # device-code sign-in
+  cba setup --tenant contoso.onmicrosoft.com --name contoso-exo --dry-run  # what would be made
+  cba setup --tenant contoso.onmicrosoft.com --name contoso-exo --cert ./exo.pfx \\
+      --role 'Exchange Recipient Administrator'
+  # against `cba sim serve`, with what its JSON line prints (all three URLs: a profile naming
+  # the real Exchange next to the simulator's login would send the simulator's tokens there)
   CBA_GRAPH_TOKEN=<admin_token> cba setup --admin token --tenant <tenant_id> --name demo \\
-      --authority-host <login_url> --graph-url <graph_url> --exchange-url <exchange_url>   # against `cba sim serve`
+      --authority-host <login_url> --graph-url <graph_url> --exchange-url <exchange_url>
 
 Safe to rerun: it creates only what is missing, and finishes a run that stopped midway. Writes
 ./NAME.pfx, ./NAME.cer (new certificate) and ./NAME.profile.json (0600, no secrets).";

@@ -32,7 +32,7 @@ Examples:
   cba status --profile contoso-exo.profile.json           # from the token alone: no admin needed
   cba status --profile contoso-exo.profile.json --admin device-code   # also every object in Graph
   CBA_PROFILE=contoso-exo.profile.json cba status --output json
-  cba status --tenant contoso.onmicrosoft.com --client-id 631a96bc-... --cert contoso-exo.pfx   # no profile
+  cba status --tenant contoso.onmicrosoft.com --client-id 631a96bc-... --cert contoso-exo.pfx
   AZURE_TENANT_ID=... AZURE_CLIENT_ID=... AZURE_CLIENT_CERTIFICATE_PATH=contoso-exo.pfx \\
       cba status --admin device-code --role 'Exchange Recipient Administrator'
 

@@ -12,6 +12,7 @@ mod e2e_status;
 mod e2e_teardown;
 mod e2e_token;
 mod e2e_trust;
+mod examples;
 
 use std::io::Write as _;
 use std::path::Path;
