@@ -144,7 +144,7 @@ fn main() -> ExitCode {
     });
     let result = match std::panic::catch_unwind(run) {
         Ok(result) => result,
-        Err(panic) if is_closed_pipe_panic(&panic) => return ExitCode::SUCCESS,
+        Err(panic) if is_closed_pipe_panic(&*panic) => return ExitCode::SUCCESS,
         Err(panic) => std::panic::resume_unwind(panic),
     };
     match result {

@@ -14,6 +14,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut cmd = crate::Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "cba", &mut std::io::stdout());
-    Ok(())
+    // Into memory first: clap_complete panics when a write fails, and `| head` closes stdout.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "cba", &mut script);
+    crate::output::write_stdout(&String::from_utf8_lossy(&script))
 }

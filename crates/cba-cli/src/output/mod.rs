@@ -76,7 +76,8 @@ pub fn print_document<T: Serialize>(
 /// Print `value` as pretty JSON on stdout, followed by a newline.
 pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
+    // Back to the io::Error a closed pipe is (BrokenPipe: a quiet exit, see main).
+    serde_json::to_writer_pretty(&mut out, value).map_err(io::Error::from)?;
     writeln!(out)?;
     out.flush()?;
     Ok(())

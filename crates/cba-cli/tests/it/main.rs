@@ -1,6 +1,7 @@
 //! Black-box tests of the `cba` binary. Modules named `e2e_*` are the end-to-end suites `cargo xtask e2e` runs.
 
 mod cert;
+mod e2e_closed_pipes;
 mod e2e_demo;
 mod e2e_device_code;
 mod e2e_exo;
