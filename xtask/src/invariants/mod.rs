@@ -122,7 +122,9 @@ fn the_graph_is_the_real_one() {
     // The checks below can only fail if the walk sees the dependencies; prove it does.
     let graph = Graph::workspace();
     let members = graph.members();
-    for name in ["cba-cert", "cba-http", "cba-token", "cba-graph", "cba-exo", "cba-sim", "cba-cli", "xtask"] {
+    for name in
+        ["cba-cert", "cba-http", "cba-token", "cba-graph", "cba-exo", "cba-sim", "cba-pkcs11", "cba-cli", "xtask"]
+    {
         assert!(members.contains_key(name), "cargo metadata lists no workspace member {name}");
     }
     let cert = graph.reachable("cba-cert");
@@ -165,6 +167,20 @@ fn cba_cert_knows_no_http() {
         "a project that only makes PFX files must not pull an HTTP stack or an async runtime",
     );
     broken.assert_none();
+}
+
+#[test]
+fn cba_pkcs11_knows_no_http() {
+    // A key in a token is used by the token and certificate code alone; the HTTP side gets a KeySigner.
+    let mut broken = Violations::default();
+    broken.reaching(
+        Graph::workspace(),
+        "cba-pkcs11",
+        &["cba-http", "cba-token", "cba-graph", "cba-exo", "cba-sim", "reqwest", "hyper", "tokio", "rustls", "url"],
+        "cba-pkcs11 is a key store: cba-token takes its keys through cba_cert::KeySigner",
+    );
+    broken.assert_none();
+    assert!(Graph::workspace().reachable("cba-pkcs11").contains_key("cryptoki"), "the walk sees cba-pkcs11's graph");
 }
 
 #[test]
