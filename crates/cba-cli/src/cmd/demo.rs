@@ -95,7 +95,7 @@ struct Demo {
 impl Demo {
     fn announce(&self, n: usize, command: &str, portal: &[&str]) {
         let ui = self.ui;
-        eprintln!();
+        output::info("");
         ui.step(ui.style.ok(&format!("▶ {n}/{} {command}", self.total)));
         for line in portal {
             ui.detail(&format!("in the portal: {line}"));

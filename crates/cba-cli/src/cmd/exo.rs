@@ -251,7 +251,7 @@ fn client(
             }
             cba_exo::Event::CmdletError { cmdlet, message } => {
                 cmdlet_errors.fetch_add(1, Ordering::Relaxed);
-                eprintln!("{} {cmdlet}: {}", style.error("error:"), output::exo::terminal_text(message));
+                output::info(format!("{} {cmdlet}: {}", style.error("error:"), output::exo::terminal_text(message)));
             }
             cba_exo::Event::Retry { cmdlet, attempt, wait, reason } => output::info(style.dim(&format!(
                 "{cmdlet}: {reason}; retrying in {:.1} s (attempt {})",

@@ -129,6 +129,11 @@ impl Settings {
             .unwrap_or_else(|| PathBuf::from(format!("{}.profile.json", args.name)));
         let existing = FileStore::new(&profile_path).read_if_present()?;
         let urls = Urls::resolve(&args.endpoints, existing.as_ref(), |k| std::env::var(k).ok())?;
+        // A profile naming the simulator's login beside the real Exchange host works for nothing.
+        output::warn_mixed_hosts(
+            global.style,
+            &[("--authority-host", &urls.login), ("--graph-url", &urls.graph), ("--exchange-url", &urls.exchange)],
+        );
         let admin = args.admin.resolve(|k| std::env::var(k).ok())?;
         Ok(Settings {
             tenant,

@@ -139,7 +139,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             writeln!(out, "{line}")?;
             out.flush()?;
         }
-        eprintln!("cba-sim: serving on {} (Ctrl-C to stop)", sim.login_url());
+        crate::output::info(format!("cba-sim: serving on {} (Ctrl-C to stop)", sim.login_url()));
         shutdown_signal().await?;
         drop(sim);
         Ok(())

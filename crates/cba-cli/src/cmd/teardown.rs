@@ -116,7 +116,7 @@ fn confirm(question: &str) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(fail(Exit::Usage, format!("{question} There is no terminal to ask on: pass --yes to confirm")));
     }
-    eprint!("{question} [y/N] ");
+    let _ = write!(std::io::stderr(), "{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer).map_err(|e| fail(Exit::BadInput, e))?;

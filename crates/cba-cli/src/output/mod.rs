@@ -197,7 +197,6 @@ pub fn mixed_hosts(urls: &[(&str, &str)]) -> Option<String> {
 }
 
 /// Warn on stderr when `urls` ((flag, url) pairs) mix loopback and other hosts (see [`mixed_hosts`]).
-#[expect(dead_code, reason = "for `cba setup`'s resolved endpoints; the call is being added there")]
 pub fn warn_mixed_hosts(style: Style, urls: &[(&str, &str)]) {
     if let Some(message) = mixed_hosts(urls) {
         warn(style, message);

@@ -499,7 +499,13 @@ fn cba_positions(line: &str) -> Vec<usize> {
         let starts = i == 0 || matches!(bytes[i - 1], b' ' | b'(' | b'|' | b';' | b'\t');
         let ends = bytes.get(i + 3).is_none_or(|c| c.is_ascii_whitespace());
         if !single && starts && ends && line[i..].starts_with("cba") {
-            found.push(i);
+            // A command word, not an argument (`softhsm2-util --label cba`): only NAME=VALUE words may stand
+            // between it and the start of its command.
+            let before = &line[..i];
+            let segment = before.rfind(['|', ';', '(', ')', '&']).map(|j| &before[j + 1..]).unwrap_or(before);
+            if segment.split_whitespace().all(is_assignment) {
+                found.push(i);
+            }
         }
     }
     found
