@@ -142,11 +142,8 @@ pub fn check_file_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cba cert new`'s work: make a certificate and write NAME.pfx, NAME.cer (and NAME.pem) into the options'
-/// folder, all or none, never replacing a file without `force`.
-pub fn make_certificate(name: &str, options: &NewCertOptions, style: Style) -> anyhow::Result<MadeCertificate> {
-    check_file_name(name)?;
-    let out_dir = &options.out_dir;
+/// `--out-dir` must be an existing folder.
+pub fn check_out_dir(out_dir: &Path) -> anyhow::Result<()> {
     if out_dir.exists() && !out_dir.is_dir() {
         return Err(fail(
             Exit::BadInput,
@@ -159,6 +156,14 @@ pub fn make_certificate(name: &str, options: &NewCertOptions, style: Style) -> a
             format!("the output folder {} does not exist; create it or choose another --out-dir", out_dir.display()),
         ));
     }
+    Ok(())
+}
+
+/// `cba cert new`'s work: make a certificate and write NAME.pfx, NAME.cer (and NAME.pem) into the options'
+/// folder, all or none, never replacing a file without `force`.
+pub fn make_certificate(name: &str, options: &NewCertOptions, style: Style) -> anyhow::Result<MadeCertificate> {
+    check_file_name(name)?;
+    check_out_dir(&options.out_dir)?;
     let pfx_path = options.out_dir.join(format!("{name}.pfx"));
     let cer_path = options.out_dir.join(format!("{name}.cer"));
     let pem_path = options.pem.then(|| options.out_dir.join(format!("{name}.pem")));
@@ -180,6 +185,20 @@ pub fn make_certificate(name: &str, options: &NewCertOptions, style: Style) -> a
         output::warn(style, "the password is not ASCII: Java keytool (17) cannot open such PFX files");
     }
 
+    let identity = cba_cert::generate(&new_request(name, options))
+        .map_err(|e| fail(Exit::BadInput, hints::with_hint(&e, hints::cert_error_hint(&e))))?;
+    let format = match options.pfx_format {
+        PfxKind::Modern => PfxFormat::Modern,
+        PfxKind::Legacy => PfxFormat::Legacy,
+    };
+    let mut identity =
+        write_identity(identity, password.as_ref(), format, &pfx_path, &cer_path, pem_path.as_deref(), options.force)?;
+    identity.pfx_format = Some(format);
+    Ok(MadeCertificate { identity, pfx_path, cer_path, pem_path })
+}
+
+/// The certificate the options ask for (subject, DNS names, validity, key size).
+pub fn new_request(name: &str, options: &NewCertOptions) -> NewCertificate {
     let validity = match (options.days, options.years) {
         (_, Some(y)) => Validity::Years(y),
         (Some(d), None) => Validity::Days(d),
@@ -192,16 +211,7 @@ pub fn make_certificate(name: &str, options: &NewCertOptions, style: Style) -> a
     for dns in &options.dns {
         request = request.dns_name(dns);
     }
-    let identity = cba_cert::generate(&request)
-        .map_err(|e| fail(Exit::BadInput, hints::with_hint(&e, hints::cert_error_hint(&e))))?;
-    let format = match options.pfx_format {
-        PfxKind::Modern => PfxFormat::Modern,
-        PfxKind::Legacy => PfxFormat::Legacy,
-    };
-    let mut identity =
-        write_identity(identity, password.as_ref(), format, &pfx_path, &cer_path, pem_path.as_deref(), options.force)?;
-    identity.pfx_format = Some(format);
-    Ok(MadeCertificate { identity, pfx_path, cer_path, pem_path })
+    request
 }
 
 /// Write PFX + CER (+ PEM) atomically, all or none.

@@ -114,6 +114,30 @@ pub fn cert_error_hint(e: &cba_cert::Error) -> Option<&'static str> {
     }
 }
 
+/// What to do about a PKCS#11 module, token or key that cannot be used (`--key pkcs11:…`, docs/keys.md).
+pub fn pkcs11_hint(e: &cba_pkcs11::Error) -> Option<&'static str> {
+    use cba_pkcs11::Error as E;
+    Some(match e {
+        E::ModuleLoad { .. } => {
+            "check the path (--pkcs11-module, the URI's module-path, CBA_PKCS11_MODULE) and that the module's \
+             package is installed (SoftHSM2: softhsm2, /usr/lib/softhsm/libsofthsm2.so)"
+        }
+        E::TokenNotFound { .. } => "fix token= in --key (`softhsm2-util --show-slots` or `pkcs11-tool -L` list them)",
+        E::TokenNotPresent { .. } => "insert the token and try again",
+        E::PinIncorrect { .. } => {
+            "check the PIN (the URI's pin-source file, CBA_PKCS11_PIN); a token locks after a few wrong PINs"
+        }
+        E::PinLocked { .. } => {
+            "the token's security officer must reset the user PIN (SoftHSM2: softhsm2-util --init-pin)"
+        }
+        E::LabelExists { .. } => "pass --force to replace it (the old key is deleted), or choose another object= label",
+        E::NotRsa { .. } | E::CertificateMismatch { .. } | E::Certificate { .. } => {
+            "make a new key and certificate with `cba cert new --name NAME --key URI --force`"
+        }
+        _ => return None,
+    })
+}
+
 /// `message; hint` when there is a hint (the one-line form `cba cert` uses).
 pub fn with_hint(message: impl std::fmt::Display, hint: Option<&str>) -> String {
     match hint {

@@ -10,6 +10,7 @@ mod fsutil;
 mod hints;
 mod http;
 mod output;
+mod pkcs11;
 mod powershell;
 mod profile;
 mod secrets;

@@ -114,6 +114,20 @@ pub fn prompt(purpose: Purpose, what: &str, default_envs: &[&str]) -> anyhow::Re
     Ok(Password::new(first))
 }
 
+/// Ask for a secret other than a PFX password (a token PIN) on the terminal; with no terminal, fail saying
+/// `otherwise` (the other sources).
+pub fn prompt_secret(prompt: &str, otherwise: &str) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    if !std::io::stdin().is_terminal() {
+        return Err(fail(
+            Exit::BadInput,
+            format!("{prompt} is needed and there is no terminal to ask on: {otherwise}"),
+        ));
+    }
+    let secret = rpassword::prompt_password(format!("{prompt}: "))
+        .map_err(|e| fail(Exit::BadInput, format!("cannot read the {prompt}: {e}")))?;
+    Ok(zeroize::Zeroizing::new(secret))
+}
+
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or("").trim_end_matches('\r').to_string()
 }

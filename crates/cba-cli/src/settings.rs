@@ -250,6 +250,8 @@ pub struct Credentials {
     pub tenant: Option<String>,
     pub client_id: Option<String>,
     pub cert: Option<PathBuf>,
+    /// A key in a PKCS#11 token (`--key pkcs11:…`), instead of `cert`.
+    pub key: Option<String>,
     pub cloud: Option<Cloud>,
     pub authority_host: Option<String>,
     pub send_x5c: Option<bool>,
@@ -273,6 +275,7 @@ impl Credentials {
             tenant: non_empty(&profile.tenant_id),
             client_id: non_empty(&profile.app_id),
             cert: Some(profile.certificate.path.clone()),
+            key: None,
             cloud: profile.cloud.parse().ok(),
             authority_host: non_empty(&profile.endpoints.login),
             send_x5c: None,
@@ -286,6 +289,7 @@ impl Credentials {
             tenant: var("AZURE_TENANT_ID"),
             client_id: var("AZURE_CLIENT_ID"),
             cert: var("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from),
+            key: None,
             cloud: None,
             authority_host: var("AZURE_AUTHORITY_HOST"),
             send_x5c: var("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN")
@@ -293,12 +297,19 @@ impl Credentials {
         }
     }
 
-    /// Fill what is missing here from `fallback`.
+    /// Fill what is missing here from `fallback`. The certificate file and the token key are one choice: the
+    /// layer that names either wins both.
     pub fn or(self, fallback: Credentials) -> Credentials {
+        let (cert, key) = if self.cert.is_some() || self.key.is_some() {
+            (self.cert, self.key)
+        } else {
+            (fallback.cert, fallback.key)
+        };
         Credentials {
             tenant: self.tenant.or(fallback.tenant),
             client_id: self.client_id.or(fallback.client_id),
-            cert: self.cert.or(fallback.cert),
+            cert,
+            key,
             cloud: self.cloud.or(fallback.cloud),
             authority_host: self.authority_host.or(fallback.authority_host),
             send_x5c: self.send_x5c.or(fallback.send_x5c),

@@ -12,6 +12,7 @@ use crate::exit::{Exit, fail};
 use crate::fsutil;
 use crate::hints;
 use crate::output::{self, OutputFormat};
+use crate::pkcs11::{self, KeyArgs};
 use crate::secrets::PasswordArgs;
 
 #[derive(Debug, clap::Subcommand)]
@@ -31,15 +32,22 @@ Examples:
   CBA_PFX_PASSWORD=... cba cert new --name contoso-exo
   cba cert new --name contoso-exo --out-dir ./certs --years 2 --password-file ./pfx-password.txt
   cba cert new --name legacy-host --pfx-format legacy --pem --no-password --output json
+  CBA_PKCS11_PIN=... cba cert new --name contoso-exo --key 'pkcs11:token=cba;object=contoso-exo'
 
 The password never comes from the command line: --password-env VAR, --password-file FILE, --password-stdin,
-CBA_PFX_PASSWORD, or a prompt (asked twice) when a terminal is attached.";
+CBA_PFX_PASSWORD, or a prompt (asked twice) when a terminal is attached.
+
+With --key the RSA-2048 key is generated inside the PKCS#11 token and never leaves it (not extractable); the
+self-signed certificate is stored beside it and NAME.cer written for upload (no PFX). A rerun reuses the key
+and certificate with that label; --force replaces them. The module: --pkcs11-module PATH, the URI's
+module-path, or CBA_PKCS11_MODULE (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so). docs/keys.md.";
 
 const SHOW_EXAMPLES: &str = "\
 Examples:
   cba cert show contoso-exo.cer
   CBA_PFX_PASSWORD=... cba cert show contoso-exo.pfx --output json
   cba cert show contoso-exo.pem
+  CBA_PKCS11_PIN=... cba cert show --key 'pkcs11:token=cba;object=contoso-exo'
 
 Exits 3 when the certificate cannot work as an Entra credential (expired, not RSA, key mismatch, ...).";
 
@@ -50,14 +58,19 @@ pub struct NewArgs {
     pub name: String,
     #[command(flatten)]
     pub options: NewCertOptions,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
     /// The certificate file.
-    pub file: PathBuf,
+    #[arg(required_unless_present = "key", conflicts_with = "key")]
+    pub file: Option<PathBuf>,
     #[command(flatten)]
     pub password: PasswordArgs,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 pub fn run(command: Command, global: &Global) -> anyhow::Result<()> {
@@ -71,7 +84,7 @@ pub fn run(command: Command, global: &Global) -> anyhow::Result<()> {
 /// Paths of the files `cert new` wrote.
 #[derive(Debug, Serialize)]
 struct Files {
-    pfx: String,
+    pfx: Option<String>,
     cer: String,
     pem: Option<String>,
 }
@@ -88,6 +101,19 @@ struct Report {
     chain_length: usize,
     problems: Vec<ProblemJson>,
     files: Option<Files>,
+    token_key: Option<TokenKeyJson>,
+}
+
+/// Where a `--key` key is and how the token protects it (read back from the token).
+#[derive(Debug, Serialize)]
+struct TokenKeyJson {
+    uri: String,
+    token: String,
+    label: String,
+    id: String,
+    sensitive: bool,
+    extractable: bool,
+    reused: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,14 +136,18 @@ fn report(identity: &Identity, now: OffsetDateTime, need_key: bool) -> Report {
             .map(|p| ProblemJson { code: p.code(), message: hints::with_hint(p, hints::cert_problem_hint(p)) })
             .collect(),
         files: None,
+        token_key: None,
     }
 }
 
 fn new(args: NewArgs, global: &Global) -> anyhow::Result<()> {
+    if let Some(uri) = &args.key.key {
+        return new_in_token(&args, uri, global);
+    }
     let made = make_certificate(&args.name, &args.options, global.style)?;
     let mut doc = report(&made.identity, OffsetDateTime::now_utc(), true);
     doc.files = Some(Files {
-        pfx: made.pfx_path.display().to_string(),
+        pfx: Some(made.pfx_path.display().to_string()),
         cer: made.cer_path.display().to_string(),
         pem: made.pem_path.as_ref().map(|p| p.display().to_string()),
     });
@@ -125,20 +155,126 @@ fn new(args: NewArgs, global: &Global) -> anyhow::Result<()> {
 }
 
 fn show(args: ShowArgs, global: &Global) -> anyhow::Result<()> {
-    let bytes = fsutil::read(&args.file)?;
-    let identity = open(&args.file, &bytes, &args.password)?;
+    let Some(file) = &args.file else {
+        let uri = args.key.key.as_deref().expect("clap requires FILE or --key");
+        return show_in_token(uri, args.key.pkcs11_module.as_deref(), global);
+    };
+    let bytes = fsutil::read(file)?;
+    let identity = open(file, &bytes, &args.password)?;
     let is_pfx = identity.pfx_format.is_some();
     let mut doc = report(&identity, OffsetDateTime::now_utc(), is_pfx);
-    doc.file = Some(args.file.display().to_string());
+    doc.file = Some(file.display().to_string());
     print_report(&doc, global)?;
-    let problems = identity.problems(OffsetDateTime::now_utc(), is_pfx);
+    refuse_problems(&identity, is_pfx, &file.display().to_string())
+}
+
+/// `show` exits 3 when the certificate cannot work as an Entra credential.
+fn refuse_problems(identity: &Identity, need_key: bool, what: &str) -> anyhow::Result<()> {
+    let problems = identity.problems(OffsetDateTime::now_utc(), need_key);
     match problems.first() {
         None => Ok(()),
-        Some(p) => Err(fail(
-            Exit::BadInput,
-            format!("{}: {}", args.file.display(), hints::with_hint(p, hints::cert_problem_hint(p))),
-        )),
+        Some(p) => Err(fail(Exit::BadInput, format!("{what}: {}", hints::with_hint(p, hints::cert_problem_hint(p))))),
     }
+}
+
+/// The report of a certificate stored beside a key in a token: the key is there and matches (cba-pkcs11
+/// refuses a stored certificate that does not hold the key's public key).
+fn token_report(
+    key: &cba_pkcs11::TokenKey,
+    certificate: &cba_cert::Certificate,
+    reused: bool,
+) -> anyhow::Result<Report> {
+    let identity =
+        Identity { certificate: certificate.clone(), private_key: None, chain: Vec::new(), pfx_format: None };
+    let mut doc = report(&identity, OffsetDateTime::now_utc(), false);
+    doc.has_private_key = true;
+    doc.key_matches = Some(true);
+    let protection = key.protection().map_err(pkcs11::error)?;
+    doc.token_key = Some(TokenKeyJson {
+        uri: key.uri().to_string(),
+        token: key.uri().token.unwrap_or_default(),
+        label: key.label().to_string(),
+        id: key.id().iter().map(|b| format!("{b:02x}")).collect(),
+        sensitive: protection.sensitive,
+        extractable: protection.extractable,
+        reused,
+    });
+    Ok(doc)
+}
+
+/// `cert new --key`: the key generated in the token (or the one already there), its self-signed certificate
+/// stored beside it, NAME.cer written.
+fn new_in_token(args: &NewArgs, uri_text: &str, global: &Global) -> anyhow::Result<()> {
+    let o = &args.options;
+    let pfx_only = [
+        (o.pem, "--pem"),
+        (o.pfx_format != crate::certfile::PfxKind::Modern, "--pfx-format"),
+        (o.no_password, "--no-password"),
+        (
+            o.password.password_env.is_some() || o.password.password_file.is_some() || o.password.password_stdin,
+            "--password-*",
+        ),
+        (o.key_size != crate::certfile::KeyBits::Rsa2048, "--key-size"),
+    ];
+    if let Some((_, flag)) = pfx_only.iter().find(|(given, _)| *given) {
+        return Err(fail(
+            Exit::Usage,
+            format!("{flag} is for PFX files; with --key the token generates an RSA-2048 key and no PFX is written"),
+        ));
+    }
+    crate::certfile::check_file_name(&args.name)?;
+    crate::certfile::check_out_dir(&o.out_dir)?;
+    let cer_path = o.out_dir.join(format!("{}.cer", args.name));
+    let uri = pkcs11::parse_uri(uri_text)?;
+    let Some(label) = uri.object.clone() else {
+        return Err(fail(Exit::Usage, "--key: name the new key with object=LABEL in the URI"));
+    };
+    let token = pkcs11::login(&uri, args.key.pkcs11_module.as_deref())?;
+    let existing = pkcs11::find_key(&token, &uri)?.filter(|_| !o.force);
+    let reused = existing.is_some();
+    if !reused {
+        // The .cer is checked before a key is made, so a refusal leaves the token as it was.
+        fsutil::check_free(&[cer_path.as_path()], o.force)?;
+    }
+    let mut key = match existing {
+        Some(key) => key,
+        None => token.generate_key(&label, o.force).map_err(pkcs11::error)?,
+    };
+    let certificate = match key.certificate() {
+        Some(c) => {
+            output::info(format!(
+                "{} and its certificate are already there: reused (pass --force to replace them)",
+                pkcs11::describe(&uri, &token)
+            ));
+            c.clone()
+        }
+        // A new key, or one a previous run left without its certificate.
+        None => {
+            let request = crate::certfile::new_request(&args.name, o);
+            let c = cba_cert::generate_with(&request, &key)
+                .map_err(|e| fail(Exit::BadInput, hints::with_hint(&e, hints::cert_error_hint(&e))))?;
+            token.store_certificate(&mut key, &c).map_err(pkcs11::error)?;
+            c
+        }
+    };
+    // A rerun may find the same NAME.cer; another file there is replaced only with --force.
+    let same_file = std::fs::read(&cer_path).is_ok_and(|bytes| bytes == certificate.der());
+    if !same_file {
+        let mut staged = vec![fsutil::stage(&cer_path, certificate.der(), fsutil::Mode::Public)?];
+        fsutil::commit_all(&mut staged, o.force)?;
+    }
+    let mut doc = token_report(&key, &certificate, reused)?;
+    doc.files = Some(Files { pfx: None, cer: cer_path.display().to_string(), pem: None });
+    print_report(&doc, global)
+}
+
+fn show_in_token(uri_text: &str, module: Option<&std::path::Path>, global: &Global) -> anyhow::Result<()> {
+    let (key, _token) = pkcs11::key_with_certificate(uri_text, module)?;
+    let certificate = key.certificate().expect("key_with_certificate checked").clone();
+    let doc = token_report(&key, &certificate, true)?;
+    print_report(&doc, global)?;
+    let identity = Identity { certificate, private_key: None, chain: Vec::new(), pfx_format: None };
+    refuse_problems(&identity, false, &key.uri().to_string())
 }
 
 fn print_report(doc: &Report, global: &Global) -> anyhow::Result<()> {
@@ -170,11 +306,21 @@ fn print_report(doc: &Report, global: &Global) -> anyhow::Result<()> {
                     },
                 ),
             ]);
+            if let Some(k) = &doc.token_key {
+                let private = fields.iter_mut().find(|(name, _)| *name == "private key").expect("pushed above");
+                private.1 = format!(
+                    "in PKCS#11 token {:?}, label {:?}, {}",
+                    k.token,
+                    k.label,
+                    if k.extractable { "EXTRACTABLE" } else { "not extractable" }
+                );
+                fields.push(("key uri", k.uri.clone()));
+            }
             if let Some(format) = doc.pfx_format {
                 fields.push(("pfx format", format.to_string()));
             }
             if let Some(files) = &doc.files {
-                fields.push(("wrote", files.pfx.clone()));
+                fields.extend(files.pfx.clone().map(|pfx| ("wrote", pfx)));
                 fields.push(("wrote", files.cer.clone()));
                 if let Some(pem) = &files.pem {
                     fields.push(("wrote", pem.clone()));

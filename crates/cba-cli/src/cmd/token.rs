@@ -31,10 +31,12 @@ Examples:
   cba token --decode                        # what does my token carry? (roles, expiry)
   pbpaste | cba token --decode -            # decode any JWT from stdin
   cba token --print-assertion               # the signed client assertion, not sent anywhere
+  CBA_PKCS11_PIN=... cba token --key 'pkcs11:token=cba;object=contoso-exo' -v
 
 Credentials come from the flags, else AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_CERTIFICATE_PATH (PFX or
 PEM), AZURE_CLIENT_CERTIFICATE_PASSWORD (or CBA_PFX_PASSWORD), AZURE_AUTHORITY_HOST and
-AZURE_CLIENT_SEND_CERTIFICATE_CHAIN=1|true. Tokens are cached in $XDG_CACHE_HOME/cba (else ~/.cache/cba) and
+AZURE_CLIENT_SEND_CERTIFICATE_CHAIN=1|true; --key signs in a PKCS#11 token with the certificate stored there
+(module: --pkcs11-module, the URI's module-path or CBA_PKCS11_MODULE; docs/keys.md). Tokens are cached in $XDG_CACHE_HOME/cba (else ~/.cache/cba) and
 renewed when under 5 minutes are left. Behind a TLS-inspecting proxy set HTTPS_PROXY and SSL_CERT_FILE.
 AADSTS errors: docs/troubleshooting-aadsts.md.";
 
@@ -44,6 +46,8 @@ AADSTS errors: docs/troubleshooting-aadsts.md.";
 pub struct Args {
     #[command(flatten)]
     pub app: AppArgs,
+    #[command(flatten)]
+    pub key: crate::pkcs11::KeyArgs,
     /// What the token is for: exchange, graph, or a resource URL (`/.default` is added).
     #[arg(long, value_name = "exchange|graph|URL", value_parser = parse_resource)]
     pub resource: Option<Resource>,
@@ -120,6 +124,7 @@ impl Credentials {
             tenant: args.app.tenant.clone(),
             client_id: args.app.client_id.clone(),
             cert: args.app.cert.clone(),
+            key: args.key.key.clone(),
             cloud: args.cloud,
             authority_host: args.authority_host.clone(),
             send_x5c: args.send_x5c.then_some(true),
@@ -127,11 +132,19 @@ impl Credentials {
     }
 }
 
+/// Where the app's certificate and private key are.
+enum CertSource {
+    /// A PFX or PEM file.
+    File(PathBuf),
+    /// A key and its certificate in a PKCS#11 token (`--key`).
+    Token { uri: String, module: Option<PathBuf> },
+}
+
 /// Validated settings: everything needed before any file is opened or request sent.
 struct Settings {
     tenant: String,
     client_id: String,
-    cert_path: PathBuf,
+    source: CertSource,
     endpoints: Endpoints,
     cloud: Cloud,
     scope: String,
@@ -145,7 +158,13 @@ impl Settings {
             |what: &str, flag: &str, env: &str| fail(Exit::Usage, format!("no {what}: pass {flag} or set {env}"));
         let tenant = creds.tenant.ok_or_else(|| missing("tenant", "--tenant", "AZURE_TENANT_ID"))?;
         let client_id = creds.client_id.ok_or_else(|| missing("client id", "--client-id", "AZURE_CLIENT_ID"))?;
-        let cert_path = creds.cert.ok_or_else(|| missing("certificate", "--cert", "AZURE_CLIENT_CERTIFICATE_PATH"))?;
+        let source = match (creds.key, creds.cert) {
+            (Some(uri), _) => CertSource::Token { uri, module: None },
+            (None, Some(path)) => CertSource::File(path),
+            (None, None) => {
+                return Err(missing("certificate", "--cert (or --key)", "AZURE_CLIENT_CERTIFICATE_PATH"));
+            }
+        };
         let cloud = creds.cloud.unwrap_or_default();
         let mut endpoints = cloud.endpoints();
         if let Some(host) = &creds.authority_host {
@@ -165,7 +184,7 @@ impl Settings {
             // A cache folder other users can write to could hand us their tokens: refuse it up front.
             cache.check().map_err(|e| fail(Exit::BadInput, format!("{e}; or pass --no-cache")))?;
         }
-        Ok(Settings { tenant, client_id, cert_path, endpoints, cloud, scope, assertion, cache })
+        Ok(Settings { tenant, client_id, source, endpoints, cloud, scope, assertion, cache })
     }
 }
 
@@ -198,10 +217,14 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         .map(|p| Credentials::from_profile(&p))
         .unwrap_or_default();
     let creds = Credentials::from_flags(&args).or(from_profile).or(Credentials::from_env(|k| std::env::var(k).ok()));
-    let settings = Settings::resolve(creds, args.resource.clone().unwrap_or_default(), args.alg, args.no_cache)?;
+    let mut settings = Settings::resolve(creds, args.resource.clone().unwrap_or_default(), args.alg, args.no_cache)?;
+    if let CertSource::Token { module, .. } = &mut settings.source {
+        module.clone_from(&args.key.pkcs11_module);
+    }
 
     if args.print_assertion {
         let cert = load_certificate(&settings, &args.app.password)?;
+        say_alg(&cert, &settings, global);
         let url = settings.endpoints.authority.token_url(&settings.tenant);
         let assertion =
             cert.sign_assertion(&url, &settings.assertion, OffsetDateTime::now_utc()).exit(Exit::BadInput)?;
@@ -241,7 +264,9 @@ fn clear_cache() -> anyhow::Result<()> {
 /// (no PFX decryption, no password, no HTTP client).
 fn cached_token(settings: &Settings) -> Option<AccessToken> {
     let cache = settings.cache.as_ref()?;
-    let stamp = cert_stamp(&settings.cert_path)?;
+    // A token key's certificate is read from the token, after the PIN: the client's cache serves it then.
+    let CertSource::File(path) = &settings.source else { return None };
+    let stamp = cert_stamp(path)?;
     let thumbprint = cache.cert_thumbprint(&stamp)?;
     let key = CacheKey::new(
         &settings.endpoints.authority,
@@ -262,7 +287,20 @@ fn cert_stamp(path: &Path) -> Option<CertFileStamp> {
 }
 
 fn load_certificate(settings: &Settings, password: &PasswordArgs) -> anyhow::Result<ClientCertificate> {
-    let path = &settings.cert_path;
+    let path = match &settings.source {
+        CertSource::File(path) => path,
+        CertSource::Token { uri, module } => {
+            let (key, _token) = crate::pkcs11::key_with_certificate(uri, module.as_deref())?;
+            let certificate = key.certificate().expect("key_with_certificate checked").clone();
+            return ClientCertificate::with_signer(
+                certificate,
+                std::sync::Arc::new(key),
+                &settings.tenant,
+                &settings.client_id,
+            )
+            .map_err(|e| fail(Exit::BadInput, format!("--key {uri}: {e:#}")));
+        }
+    };
     let bytes = crate::fsutil::read(path)?;
     let identity = crate::certfile::open(path, &bytes, password)?;
     let cert = ClientCertificate::new(identity, &settings.tenant, &settings.client_id)
@@ -308,8 +346,21 @@ fn token_client(settings: &Settings) -> anyhow::Result<TokenClient> {
     builder.build().exit(Exit::Internal)
 }
 
+/// `-v`: which algorithm signs the client assertion (a token without PSS signs RS256 whatever was asked).
+fn say_alg(cert: &ClientCertificate, settings: &Settings, global: &Global) {
+    if global.verbose > 0 {
+        let alg = cert.assertion_alg(settings.assertion.alg);
+        let by = match &settings.source {
+            CertSource::File(path) => format!("the key in {}", path.display()),
+            CertSource::Token { .. } => "the PKCS#11 token's key".to_string(),
+        };
+        output::info(format!("client assertion: {alg}, signed with {by}"));
+    }
+}
+
 fn fetch(settings: &Settings, args: &Args, global: &Global) -> anyhow::Result<AccessToken> {
     let cert = load_certificate(settings, &args.app.password)?;
+    say_alg(&cert, settings, global);
     let client = token_client(settings)?;
     let runtime = crate::runtime()?;
     let style = global.style;

@@ -6,6 +6,7 @@ mod e2e_demo;
 mod e2e_device_code;
 mod e2e_exo;
 mod e2e_exo_failures;
+mod e2e_pkcs11;
 mod e2e_rotate;
 mod e2e_setup;
 mod e2e_sim;
@@ -34,6 +35,9 @@ pub fn cba() -> Command {
         "CBA_EXCHANGE_URL",
         "CBA_PROFILE",
         "CBA_ADMIN_PFX_PASSWORD",
+        "CBA_PKCS11_MODULE",
+        "CBA_PKCS11_PIN",
+        "SOFTHSM2_CONF",
         "NO_COLOR",
     ] {
         cmd.env_remove(var);

@@ -1,0 +1,210 @@
+//! `--key pkcs11:…`: keys generated in a real SoftHSM2 token, used by `cba cert` and `cba token` against the
+//! simulated tenant. Each test makes its own token folder and hands it to the `cba` child through SOFTHSM2_CONF
+//! (a module is initialised once per process, so the child is where the token is opened). SoftHSM2 is required:
+//! without it these tests fail and say that `.ci/run` installs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::{assert_code, cba, json, run, stderr, stdout};
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const PIN: &str = "1234";
+const URI: &str = "pkcs11:token=cba;object=e2e";
+
+/// A fresh SoftHSM2 token labelled `cba` (user PIN 1234) in a folder of its own, where `cba` runs.
+struct Hsm {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+fn hsm() -> Hsm {
+    let missing = |what: &str| {
+        format!(
+            "SoftHSM2 is required by these tests and {what}; run .ci/run, which installs the Debian package softhsm2"
+        )
+    };
+    assert!(Path::new(MODULE).exists(), "{}", missing(&format!("{MODULE} is missing")));
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()),
+    )
+    .unwrap();
+    let init = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "cba", "--pin", PIN, "--so-pin", "5678"])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap_or_else(|e| panic!("{}", missing(&format!("softhsm2-util does not run ({e})"))));
+    assert!(init.status.success(), "softhsm2-util --init-token failed: {}", String::from_utf8_lossy(&init.stderr));
+    Hsm { dir, conf }
+}
+
+impl Hsm {
+    /// `cba ARGS` in the folder, with this token, the module from CBA_PKCS11_MODULE and `pin` (if any) from
+    /// CBA_PKCS11_PIN.
+    fn cba(&self, args: &[&str], pin: Option<&str>) -> Output {
+        let mut cmd = cba();
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path())
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
+            .env("SOFTHSM2_CONF", &self.conf)
+            .env("CBA_PKCS11_MODULE", MODULE);
+        if let Some(pin) = pin {
+            cmd.env("CBA_PKCS11_PIN", pin);
+        }
+        run(&mut cmd, None)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+#[test]
+fn e2e_pkcs11_cert_new_makes_a_non_extractable_key_and_a_rerun_reuses_it() {
+    let h = hsm();
+    let o = h.cba(&["cert", "new", "--name", "e2e", "--key", URI, "--output", "json"], Some(PIN));
+    assert_code(&o, 0);
+    let doc = json(&o);
+    assert_eq!(doc["token_key"]["label"], "e2e");
+    assert_eq!(doc["token_key"]["sensitive"], true, "{doc}");
+    assert_eq!(doc["token_key"]["extractable"], false, "{doc}");
+    assert_eq!(doc["token_key"]["reused"], false);
+    assert_eq!(doc["has_private_key"], true);
+    assert_eq!(doc["files"]["pfx"], serde_json::Value::Null);
+    assert!(!h.path("e2e.pfx").exists(), "no PFX: the key never leaves the token");
+    let der = std::fs::read(h.path("e2e.cer")).unwrap();
+    let cer = cba_cert::Certificate::from_der(&der).unwrap();
+    assert_eq!(doc["thumbprint_sha1"], cer.thumbprint_sha1_hex());
+
+    // A rerun finds the key and certificate by label: the same certificate, nothing replaced.
+    let o = h.cba(&["cert", "new", "--name", "e2e", "--key", URI, "--output", "json"], Some(PIN));
+    assert_code(&o, 0);
+    let again = json(&o);
+    assert_eq!(again["token_key"]["reused"], true);
+    assert_eq!(again["thumbprint_sha1"], doc["thumbprint_sha1"]);
+    assert_eq!(again["token_key"]["id"], doc["token_key"]["id"]);
+    assert_eq!(std::fs::read(h.path("e2e.cer")).unwrap(), der);
+
+    // `cert show --key` reads the token's certificate.
+    let o = h.cba(&["cert", "show", "--key", URI, "--output", "json"], Some(PIN));
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["thumbprint_sha1"], doc["thumbprint_sha1"]);
+
+    // --force makes a new key (another id, another certificate) and replaces the .cer.
+    let o = h.cba(&["cert", "new", "--name", "e2e", "--key", URI, "--force", "--output", "json"], Some(PIN));
+    assert_code(&o, 0);
+    let forced = json(&o);
+    assert_eq!(forced["token_key"]["reused"], false);
+    assert_ne!(forced["token_key"]["id"], doc["token_key"]["id"]);
+    assert_ne!(forced["thumbprint_sha1"], doc["thumbprint_sha1"]);
+    assert_ne!(std::fs::read(h.path("e2e.cer")).unwrap(), der);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_pkcs11_token_is_signed_in_the_token() {
+    let h = hsm();
+    assert_code(&h.cba(&["cert", "new", "--name", "e2e", "--key", URI], Some(PIN)), 0);
+    let der = std::fs::read(h.path("e2e.cer")).unwrap();
+    let sim = cba_sim::SimTenant::builder().start().await;
+    // The simulator verifies the assertion's signature with this certificate.
+    let app = sim.seed_app("e2e", &[der.as_slice()]).await;
+    sim.seed_grant_manage_as_app(&app).await;
+    let args = [
+        "token",
+        "--key",
+        URI,
+        "--tenant",
+        sim.tenant_domain(),
+        "--client-id",
+        &app.app_id,
+        "--authority-host",
+        sim.login_url(),
+        "--format",
+        "json",
+        "-v",
+    ];
+    let o = h.cba(&args, Some(PIN));
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["claims"]["roles"][0], "Exchange.ManageAsApp");
+    assert_eq!(json(&o)["claims"]["appid"], app.app_id.as_str());
+    assert!(stderr(&o).contains("client assertion: PS256, signed with the PKCS#11 token's key"), "{}", stderr(&o));
+
+    // Another app's key (a file certificate) is not this one: AADSTS700027.
+    let other = cba_cert::generate(&cba_cert::NewCertificate::new("other")).unwrap();
+    let stranger = sim.seed_app("stranger", &[other.certificate.der()]).await;
+    let mut args = args;
+    args[6] = &stranger.app_id;
+    let o = h.cba(&args, Some(PIN));
+    assert_code(&o, 4);
+}
+
+#[test]
+fn e2e_pkcs11_wrong_pin_pin_value_missing_module_and_token() {
+    let h = hsm();
+    assert_code(&h.cba(&["cert", "new", "--name", "e2e", "--key", URI], Some(PIN)), 0);
+    let before = std::fs::read(h.path("e2e.cer")).unwrap();
+
+    // A wrong PIN: exit 3 (docs/exit-codes.md), the token named, the PIN nowhere.
+    let wrong = "918273";
+    for args in [
+        &["cert", "show", "--key", URI][..],
+        &["cert", "new", "--name", "e2e", "--key", URI, "--force"],
+        &[
+            "token",
+            "--key",
+            URI,
+            "--tenant",
+            "contoso.onmicrosoft.com",
+            "--client-id",
+            "631a96bc-a705-4eda-9f99-fdaf9f54f6a2",
+        ],
+    ] {
+        let o = h.cba(args, Some(wrong));
+        assert_code(&o, 3);
+        assert!(stderr(&o).contains("wrong PIN for PKCS#11 token \"cba\""), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains(wrong) && !stdout(&o).contains(wrong), "{args:?} printed the PIN");
+    }
+    assert_eq!(std::fs::read(h.path("e2e.cer")).unwrap(), before, "a refused --force changed nothing");
+
+    // The PIN in the URI is refused before anything is opened: exit 2, saying why, without the PIN.
+    let with_pin = "pkcs11:token=cba;object=e2e?pin-value=4321";
+    for args in [&["cert", "new", "--name", "pinned", "--key", with_pin][..], &["cert", "show", "--key", with_pin]] {
+        let o = h.cba(args, None);
+        assert_code(&o, 2);
+        assert!(stderr(&o).contains("readable by every user"), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("4321"), "{}", stderr(&o));
+    }
+    assert!(!h.path("pinned.cer").exists());
+
+    // A PIN file named by pin-source works without CBA_PKCS11_PIN.
+    let pin_file = h.path("pin.txt");
+    std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
+    let from_file = format!("{URI}?pin-source=file:{}", pin_file.display());
+    assert_code(&h.cba(&["cert", "show", "--key", &from_file], None), 0);
+
+    // No PIN source and no terminal: exit 3 naming the sources.
+    let o = h.cba(&["cert", "show", "--key", URI], None);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("CBA_PKCS11_PIN"), "{}", stderr(&o));
+
+    // A module that will not load: 3, naming the path.
+    let o = h.cba(&["cert", "show", "--key", URI, "--pkcs11-module", "/nonexistent/libnone.so"], Some(PIN));
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("/nonexistent/libnone.so"), "{}", stderr(&o));
+
+    // A token that is not there: 3, listing the tokens that are.
+    let o = h.cba(&["cert", "show", "--key", "pkcs11:token=elsewhere;object=e2e"], Some(PIN));
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("no PKCS#11 token \"elsewhere\"") && stderr(&o).contains("\"cba\""), "{}", stderr(&o));
+
+    // A label with no key: 3, saying how to make one.
+    let o = h.cba(&["cert", "show", "--key", "pkcs11:token=cba;object=absent"], Some(PIN));
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("cba cert new"), "{}", stderr(&o));
+}
