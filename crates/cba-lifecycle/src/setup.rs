@@ -205,7 +205,11 @@ pub async fn setup(
     let session = admin::sign_in(services, admin_credential, &request.tenant).await?;
     let graph = services.graph(session.tokens.clone(), request.wait)?;
     // Before any write: the credential must act in the tenant named.
+    let confirm_started = graph.requests_sent();
     let confirmed = admin::confirm_tenant(services, &graph, &session, &request.tenant).await?;
+    // One round trip (GET /organization) before anything else, counted with the rest.
+    let confirm_requests = graph.requests_sent() - confirm_started;
+    let confirm_depth = u32::from(confirm_requests > 0);
     profile.tenant_id = confirmed.id.clone();
     if let Some(domain) = confirmed.initial_domain {
         profile.tenant_domain = Some(domain.to_ascii_lowercase());
@@ -243,16 +247,16 @@ pub async fn setup(
             token_roles: None,
             token_wids: None,
             profile: None,
-            requests: plan.requests,
-            round_trip_depth: plan.round_trip_depth,
+            requests: plan.requests + confirm_requests,
+            round_trip_depth: plan.round_trip_depth + confirm_depth,
             elapsed_ms: millis(services.since(started)),
         });
     }
 
     // 3–7. Graph.
     progress.stage("3/5 app registration, certificate, service principal, Exchange.ManageAsApp grant, role");
-    let mut requests = 0;
-    let mut depth = 0;
+    let mut requests = confirm_requests;
+    let mut depth = confirm_depth;
     if profile.incomplete && !profile.app_object_id.is_empty() {
         let (r, d) = adopt_recorded_app(services, &graph, &profile, store, &request.name).await?;
         requests += r;

@@ -18,8 +18,8 @@ async fn e2e_setup_happy_path_then_a_rerun_changes_nothing() {
     let doc = json(&o);
     assert_eq!(doc["changed"], true);
     assert_eq!(doc["token_roles"][0], "Exchange.ManageAsApp");
-    assert_eq!(doc["requests"], 7, "6 Graph requests and the proof token: {doc:#}");
-    assert_eq!(doc["round_trip_depth"], 5);
+    assert_eq!(doc["requests"], 8, "the tenant confirmed, 6 Graph requests and the proof token: {doc:#}");
+    assert_eq!(doc["round_trip_depth"], 6);
     let state = t.assert_one_of_each().await;
     let app = &state.primary().applications[0];
     assert_eq!(doc["app_id"], app.app_id.as_str());
