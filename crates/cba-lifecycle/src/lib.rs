@@ -6,6 +6,7 @@
 )]
 
 pub mod admin;
+mod credential;
 mod error;
 pub mod profile;
 pub mod progress;
@@ -22,6 +23,7 @@ use cba_graph::ProofSigner;
 use cba_token::{AssertionAlg, AssertionOptions, ClientCertificate};
 
 pub use admin::{AdminCredential, AdminSession};
+pub use credential::Credential;
 pub use error::{Error, Missing};
 pub use profile::{CertificateRef, MemoryStore, Profile, ProfileStore};
 pub use progress::{Event, Progress, Silent};

@@ -12,13 +12,12 @@ use std::time::Duration;
 use cba_graph::provision::{self, Change, Event as GraphEvent, Step};
 use cba_graph::wellknown::Role;
 use cba_graph::{GraphClient, Replication};
-use cba_token::ClientCertificate;
 use serde::Serialize;
 
 use crate::admin::{self, AdminCredential};
 use crate::profile::{self, CertificateRef, Profile, ProfileStore, RoleAssignment};
 use crate::progress::ProgressExt as _;
-use crate::{Error, Services, key_credential};
+use crate::{Credential, Error, Services, key_credential};
 
 /// What to set up.
 #[derive(Debug, Clone)]
@@ -29,8 +28,8 @@ pub struct SetupRequest {
     pub name: String,
     /// Directory roles to assign.
     pub roles: Vec<Role>,
-    /// The certificate, with its key (the proof signs with it).
-    pub identity: cba_cert::Identity,
+    /// The certificate and what signs with its key (the proof signs with it).
+    pub credential: Credential,
     /// Where the certificate is kept.
     pub certificate: CertificateRef,
     /// The certificate was made by this run.
@@ -117,7 +116,7 @@ impl SetupReport {
             path: Some(request.certificate.path.display().to_string()),
             cer_path: request.certificate.cer_path.as_ref().map(|p| p.display().to_string()),
             thumbprint_sha1: request.certificate.thumbprint_sha1.clone(),
-            not_after: cba_token::jwt::rfc3339(request.identity.certificate.not_after()),
+            not_after: cba_token::jwt::rfc3339(request.credential.certificate().not_after()),
             new: request.new_certificate,
         }
     }
@@ -172,10 +171,10 @@ pub async fn setup(
             requested: request.name.clone(),
         });
     }
-    if let Some(problem) = request.identity.problems(services.now(), true).into_iter().next() {
+    if let Some(problem) = request.credential.problems(services.now()).into_iter().next() {
         return Err(Error::UnusableCertificate { location: request.certificate.path.display().to_string(), problem });
     }
-    let certificate = &request.identity.certificate;
+    let certificate = request.credential.certificate();
     let thumbprint = certificate.thumbprint_sha1_hex();
     progress.detail(format!(
         "{} ({}), valid until {}",
@@ -317,7 +316,9 @@ pub async fn setup(
 
     // 8. Prove it.
     progress.stage("4/5 proof: an app-only Exchange token with the certificate");
-    let client_cert = ClientCertificate::new(request.identity.clone(), &request.tenant, &outcome.app_id)
+    let client_cert = request
+        .credential
+        .client_certificate(&request.tenant, &outcome.app_id)
         .map_err(Error::token_in("the certificate"))?;
     let role_ids: Vec<&str> = request.roles.iter().map(|r| r.template_id).collect();
     let left = request.wait.saturating_sub(services.since(started));

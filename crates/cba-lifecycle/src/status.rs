@@ -13,7 +13,7 @@ use std::time::Duration;
 use cba_graph::Replication;
 use cba_graph::provision::{self, AppRef};
 use cba_graph::wellknown::{EXCHANGE_MANAGE_AS_APP, Role};
-use cba_token::{ClientCertificate, Resource, WaitOptions};
+use cba_token::{Resource, WaitOptions};
 use serde::Serialize;
 
 use crate::admin::{self, AdminCredential};
@@ -52,8 +52,8 @@ pub struct StatusRequest {
 pub struct CertificateInput {
     /// Where it is kept (a path, a token URI), for messages.
     pub location: String,
-    /// The certificate and key, or why they could not be read.
-    pub loaded: Result<cba_cert::Identity, String>,
+    /// The certificate and its key, or why they could not be read.
+    pub loaded: Result<crate::Credential, String>,
 }
 
 /// One check.
@@ -162,7 +162,7 @@ pub async fn status(
     let identity = match &t.certificate.loaded {
         Ok(identity) => {
             let matches = identity.key_matches();
-            let found = identity.certificate.thumbprint_sha1_hex();
+            let found = identity.certificate().thumbprint_sha1_hex();
             let expected = thumbprint.get_or_insert_with(|| found.clone()).clone();
             let same = found.eq_ignore_ascii_case(&expected);
             let ok = matches == Some(true) && same;
@@ -178,14 +178,14 @@ pub async fn status(
             let mut c = check("certificate_file", Some(ok), "file", detail);
             c.remedy = remedy;
             checks.push(c);
-            let days = cba_cert::days_left(identity.certificate.not_after(), now);
-            let valid = days > 0 && identity.certificate.is_valid_at(now);
+            let days = cba_cert::days_left(identity.certificate().not_after(), now);
+            let valid = days > 0 && identity.certificate().is_valid_at(now);
             let mut days_check = check(
                 "days_left",
                 Some(valid),
                 "file",
                 if days > 0 {
-                    format!("{days} days (until {})", cba_token::jwt::rfc3339(identity.certificate.not_after()))
+                    format!("{days} days (until {})", cba_token::jwt::rfc3339(identity.certificate().not_after()))
                 } else {
                     "expired".to_string()
                 },
@@ -273,8 +273,7 @@ pub async fn status(
     match identity {
         None => checks.push(check("token", None, "token", "no usable certificate")),
         Some(identity) => {
-            let cert =
-                ClientCertificate::new(identity, &t.tenant, &t.app_id).map_err(Error::token_in("the certificate"))?;
+            let cert = identity.client_certificate(&t.tenant, &t.app_id).map_err(Error::token_in("the certificate"))?;
             let mut attempts = 1;
             let result = match t.wait {
                 Some(wait) => {

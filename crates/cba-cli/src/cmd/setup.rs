@@ -254,7 +254,7 @@ pub async fn execute(s: &Settings) -> anyhow::Result<Document> {
         tenant: s.tenant.clone(),
         name: s.name.clone(),
         roles: s.roles.clone(),
-        identity: loaded.identity,
+        credential: loaded.identity.into(),
         certificate: loaded.reference,
         new_certificate: loaded.new,
         dry_run: s.dry_run,

@@ -221,8 +221,10 @@ pub fn verdict(report: &StatusReport) -> anyhow::Result<()> {
 pub async fn execute(s: &Settings) -> anyhow::Result<StatusReport> {
     let t = &s.target;
     let path = &t.cert_path;
-    let loaded =
-        crate::fsutil::read(path).and_then(|bytes| cert::open(path, &bytes, &s.password)).map_err(|e| format!("{e:#}"));
+    let loaded = crate::fsutil::read(path)
+        .and_then(|bytes| cert::open(path, &bytes, &s.password))
+        .map(Into::into)
+        .map_err(|e| format!("{e:#}"));
     let request = StatusRequest {
         tenant: t.tenant.clone(),
         app_id: t.app_id.clone(),

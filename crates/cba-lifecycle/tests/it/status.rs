@@ -13,7 +13,10 @@ fn request(p: &Profile, loaded: Result<cba_cert::Identity, String>) -> StatusReq
         app_id: p.app_id.clone(),
         app_name: Some(p.app_name.clone()),
         app_object_id: Some(p.app_object_id.clone()),
-        certificate: CertificateInput { location: p.certificate.path.display().to_string(), loaded },
+        certificate: CertificateInput {
+            location: p.certificate.path.display().to_string(),
+            loaded: loaded.map(Into::into),
+        },
         expected_thumbprint: Some(p.certificate.thumbprint_sha1.clone()),
         roles: p.roles(),
         wait: None,

@@ -232,7 +232,7 @@ pub fn request(tenant: &Tenant, identity: &Identity) -> SetupRequest {
         tenant: tenant.sim.tenant_domain().to_string(),
         name: NAME.into(),
         roles: vec![cba_graph::wellknown::EXCHANGE_ADMINISTRATOR],
-        identity: identity.clone(),
+        credential: identity.clone().into(),
         certificate: CertificateRef::new(&identity.certificate, PathBuf::from("contoso-exo.pfx"), None)
             .created_by_cba(),
         new_certificate: true,
