@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use cba_pkcs11::{KeyUri, Module, Pin, Token, TokenKey};
 
+use crate::certfile::{self, KeyBits, NewCertOptions, PfxKind};
 use crate::exit::{Exit, fail};
-use crate::hints;
+use crate::{fsutil, hints, output};
 
 /// The module when neither `--pkcs11-module` nor the URI's `module-path` names one.
 pub const MODULE_ENV: &str = "CBA_PKCS11_MODULE";
@@ -88,6 +89,102 @@ pub fn key_with_certificate(uri_text: &str, module_flag: Option<&Path>) -> anyho
         )),
         Some(key) => Ok((key, token)),
     }
+}
+
+/// The new-certificate options that make only PFX files, refused with `--key` (`cert new`, `setup`).
+pub fn refuse_pfx_options(o: &NewCertOptions) -> anyhow::Result<()> {
+    let pfx_only = [
+        (o.pem, "--pem"),
+        (o.pfx_format != PfxKind::Modern, "--pfx-format"),
+        (o.no_password, "--no-password"),
+        (
+            o.password.password_env.is_some() || o.password.password_file.is_some() || o.password.password_stdin,
+            "--password-*",
+        ),
+        (o.key_size != KeyBits::Rsa2048, "--key-size"),
+    ];
+    match pfx_only.iter().find(|(given, _)| *given) {
+        Some((_, flag)) => Err(fail(
+            Exit::Usage,
+            format!("{flag} is for PFX files; with --key the token generates an RSA-2048 key and no PFX is written"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A key in a token with its certificate, as [`make_certificate`] left them.
+pub struct TokenCertificate {
+    pub key: TokenKey,
+    pub certificate: cba_cert::Certificate,
+    /// The key and certificate were already there.
+    pub reused: bool,
+    /// NAME.cer, for upload.
+    pub cer_path: PathBuf,
+    /// The key for a profile: its URI (token, label, id), with the module's path when one was named by flag
+    /// or URI; no PIN and no `pin-source`.
+    pub profile_uri: String,
+}
+
+/// `cert new --key` and `setup --key`: the key generated in the token (or the one already there, by label,
+/// unless `force`), its self-signed certificate stored beside it, NAME.cer written.
+pub fn make_certificate(
+    name: &str,
+    o: &NewCertOptions,
+    uri_text: &str,
+    module_flag: Option<&Path>,
+) -> anyhow::Result<TokenCertificate> {
+    certfile::check_file_name(name)?;
+    certfile::check_out_dir(&o.out_dir)?;
+    let cer_path = o.out_dir.join(format!("{name}.cer"));
+    let uri = parse_uri(uri_text)?;
+    let Some(label) = uri.object.clone() else {
+        return Err(fail(Exit::Usage, "--key: name the new key with object=LABEL in the URI"));
+    };
+    let token = login(&uri, module_flag)?;
+    let existing = find_key(&token, &uri)?.filter(|_| !o.force);
+    let reused = existing.is_some();
+    if !reused {
+        // The .cer is checked before a key is made, so a refusal leaves the token as it was.
+        fsutil::check_free(&[cer_path.as_path()], o.force)?;
+    }
+    let mut key = match existing {
+        Some(key) => key,
+        None => token.generate_key(&label, o.force).map_err(error)?,
+    };
+    let certificate = match key.certificate() {
+        Some(c) => {
+            output::info(format!(
+                "{} and its certificate are already there: reused (pass --force to replace them)",
+                describe(&uri, &token)
+            ));
+            c.clone()
+        }
+        // A new key, or one a previous run left without its certificate.
+        None => {
+            let request = certfile::new_request(name, o);
+            let c = cba_cert::generate_with(&request, &key)
+                .map_err(|e| fail(Exit::BadInput, hints::with_hint(&e, hints::cert_error_hint(&e))))?;
+            token.store_certificate(&mut key, &c).map_err(error)?;
+            c
+        }
+    };
+    // A rerun may find the same NAME.cer; another file there is replaced only with --force.
+    let same_file = std::fs::read(&cer_path).is_ok_and(|bytes| bytes == certificate.der());
+    if !same_file {
+        let mut staged = vec![fsutil::stage(&cer_path, certificate.der(), fsutil::Mode::Public)?];
+        fsutil::commit_all(&mut staged, o.force)?;
+    }
+    let profile_uri = profile_uri(&key, &uri, module_flag);
+    Ok(TokenCertificate { key, certificate, reused, cer_path, profile_uri })
+}
+
+/// What a profile records for `key`: where it is (token, label, id) and the module when one was named by
+/// flag or URI (CBA_PKCS11_MODULE stays the environment's); never a PIN, nor the PIN file.
+pub fn profile_uri(key: &TokenKey, given: &KeyUri, module_flag: Option<&Path>) -> String {
+    let mut uri = key.uri();
+    uri.module_path = module_flag.map(Path::to_path_buf).or_else(|| given.module_path.clone());
+    uri.pin_source = None;
+    uri.to_string()
 }
 
 /// `key "contoso-exo" in PKCS#11 token "cba"`.

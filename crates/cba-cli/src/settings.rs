@@ -274,8 +274,9 @@ impl Credentials {
         Credentials {
             tenant: non_empty(&profile.tenant_id),
             client_id: non_empty(&profile.app_id),
-            cert: Some(profile.certificate.path.clone()),
-            key: None,
+            // A token key's `path` is only its `.cer`: the key signs, in the token.
+            cert: profile.certificate.key.is_none().then(|| profile.certificate.path.clone()),
+            key: profile.certificate.key.clone(),
             cloud: profile.cloud.parse().ok(),
             authority_host: non_empty(&profile.endpoints.login),
             send_x5c: None,

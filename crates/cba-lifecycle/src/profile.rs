@@ -104,7 +104,8 @@ pub struct RoleAssignment {
 /// Where a certificate and its key are kept, and which certificate it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertificateRef {
-    /// The PFX (or PEM with key) used for signing.
+    /// The PFX (or PEM with key) used for signing; for a key in a token ([`key`](Self::key)), the `.cer`
+    /// file written for upload.
     pub path: PathBuf,
     /// The DER certificate, when one was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,6 +116,11 @@ pub struct CertificateRef {
     pub thumbprint_sha256: String,
     /// notAfter, RFC 3339.
     pub not_after: String,
+    /// The key is in a PKCS#11 token: its RFC 7512 URI (token, object label, id; the module's path when one
+    /// was named), never a PIN. The certificate is read from the token; nothing in the token is ever
+    /// deleted because of this record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// Graph's `keyId` of this certificate on the app (what `removeKey` needs), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
@@ -133,6 +139,7 @@ impl CertificateRef {
             thumbprint_sha1: certificate.thumbprint_sha1_hex(),
             thumbprint_sha256: certificate.thumbprint_sha256_hex(),
             not_after: cba_token::jwt::rfc3339(certificate.not_after()),
+            key: None,
             key_id: None,
             created: false,
         }

@@ -205,66 +205,10 @@ fn token_report(
 /// `cert new --key`: the key generated in the token (or the one already there), its self-signed certificate
 /// stored beside it, NAME.cer written.
 fn new_in_token(args: &NewArgs, uri_text: &str, global: &Global) -> anyhow::Result<()> {
-    let o = &args.options;
-    let pfx_only = [
-        (o.pem, "--pem"),
-        (o.pfx_format != crate::certfile::PfxKind::Modern, "--pfx-format"),
-        (o.no_password, "--no-password"),
-        (
-            o.password.password_env.is_some() || o.password.password_file.is_some() || o.password.password_stdin,
-            "--password-*",
-        ),
-        (o.key_size != crate::certfile::KeyBits::Rsa2048, "--key-size"),
-    ];
-    if let Some((_, flag)) = pfx_only.iter().find(|(given, _)| *given) {
-        return Err(fail(
-            Exit::Usage,
-            format!("{flag} is for PFX files; with --key the token generates an RSA-2048 key and no PFX is written"),
-        ));
-    }
-    crate::certfile::check_file_name(&args.name)?;
-    crate::certfile::check_out_dir(&o.out_dir)?;
-    let cer_path = o.out_dir.join(format!("{}.cer", args.name));
-    let uri = pkcs11::parse_uri(uri_text)?;
-    let Some(label) = uri.object.clone() else {
-        return Err(fail(Exit::Usage, "--key: name the new key with object=LABEL in the URI"));
-    };
-    let token = pkcs11::login(&uri, args.key.pkcs11_module.as_deref())?;
-    let existing = pkcs11::find_key(&token, &uri)?.filter(|_| !o.force);
-    let reused = existing.is_some();
-    if !reused {
-        // The .cer is checked before a key is made, so a refusal leaves the token as it was.
-        fsutil::check_free(&[cer_path.as_path()], o.force)?;
-    }
-    let mut key = match existing {
-        Some(key) => key,
-        None => token.generate_key(&label, o.force).map_err(pkcs11::error)?,
-    };
-    let certificate = match key.certificate() {
-        Some(c) => {
-            output::info(format!(
-                "{} and its certificate are already there: reused (pass --force to replace them)",
-                pkcs11::describe(&uri, &token)
-            ));
-            c.clone()
-        }
-        // A new key, or one a previous run left without its certificate.
-        None => {
-            let request = crate::certfile::new_request(&args.name, o);
-            let c = cba_cert::generate_with(&request, &key)
-                .map_err(|e| fail(Exit::BadInput, hints::with_hint(&e, hints::cert_error_hint(&e))))?;
-            token.store_certificate(&mut key, &c).map_err(pkcs11::error)?;
-            c
-        }
-    };
-    // A rerun may find the same NAME.cer; another file there is replaced only with --force.
-    let same_file = std::fs::read(&cer_path).is_ok_and(|bytes| bytes == certificate.der());
-    if !same_file {
-        let mut staged = vec![fsutil::stage(&cer_path, certificate.der(), fsutil::Mode::Public)?];
-        fsutil::commit_all(&mut staged, o.force)?;
-    }
-    let mut doc = token_report(&key, &certificate, reused)?;
-    doc.files = Some(Files { pfx: None, cer: cer_path.display().to_string(), pem: None });
+    pkcs11::refuse_pfx_options(&args.options)?;
+    let made = pkcs11::make_certificate(&args.name, &args.options, uri_text, args.key.pkcs11_module.as_deref())?;
+    let mut doc = token_report(&made.key, &made.certificate, made.reused)?;
+    doc.files = Some(Files { pfx: None, cer: made.cer_path.display().to_string(), pem: None });
     print_report(&doc, global)
 }
 

@@ -81,6 +81,17 @@ pub struct Document {
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let (store, profile) = settings::require_profile(args.profile)?;
     store.require_complete(&profile)?;
+    if let Some(key) = &profile.certificate.key {
+        // The next key would have to be made in the token and the old one deleted after removeKey.
+        return Err(fail(
+            Exit::Usage,
+            format!(
+                "{}: the key is in a PKCS#11 token ({key}), and rotation of token keys is not supported yet; \
+                 nothing was changed (docs/keys.md)",
+                cba_lifecycle::ProfileStore::describe(&store)
+            ),
+        ));
+    }
     let urls = Urls::resolve(&args.endpoints, Some(&profile), |k| std::env::var(k).ok())?;
     let admin = if args.admin.given() { Some(args.admin.resolve(|k| std::env::var(k).ok())?) } else { None };
     let request = RotateRequest {

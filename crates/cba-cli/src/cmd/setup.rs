@@ -7,10 +7,11 @@
 //! so an app created just before a crash is adopted rather than created twice while Entra replicates.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cba_graph::wellknown::{self, Role};
-use cba_lifecycle::{AdminCredential, SetupReport, SetupRequest};
+use cba_lifecycle::{AdminCredential, Credential, SetupReport, SetupRequest};
 use serde::Serialize;
 
 use crate::Global;
@@ -18,6 +19,7 @@ use crate::certfile::{self as cert, NewCertOptions};
 use crate::connect::{self, Ui};
 use crate::exit::{Exit, fail};
 use crate::output;
+use crate::pkcs11::{self, KeyArgs};
 use crate::powershell::{self, ConnectExchangeOnline, PfxPassword};
 use crate::profile::{CertificateRef, FileStore, Profile};
 use crate::secrets::PasswordArgs;
@@ -48,10 +50,12 @@ pub struct Args {
     #[arg(long, value_name = "APP")]
     pub name: String,
     /// Use this certificate (PFX, or PEM with its key) instead of making one.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "key")]
     pub cert: Option<PathBuf>,
     #[command(flatten)]
     pub new_cert: NewCertOptions,
+    #[command(flatten)]
+    pub key: KeyArgs,
     /// The Entra role(s) to assign (repeatable; case-insensitive) [default: Exchange Administrator].
     #[arg(long = "role", value_name = "NAME")]
     pub roles: Vec<String>,
@@ -77,6 +81,9 @@ pub enum CertSource {
     File { path: PathBuf, password: PasswordArgs },
     /// Make one into the options' folder (or reuse the one a previous run recorded in the profile).
     New(NewCertOptions),
+    /// A key in a PKCS#11 token (`--key`): generated there or reused by label, its certificate stored beside
+    /// it, NAME.cer written into the options' folder.
+    Token { uri: String, module: Option<PathBuf>, options: NewCertOptions },
 }
 
 /// Validated settings: what [`execute`] needs (the demo builds these directly).
@@ -111,7 +118,14 @@ impl Settings {
                 }
                 CertSource::File { path, password: args.new_cert.password.clone() }
             }
-            None => CertSource::New(args.new_cert),
+            None => match args.key.key {
+                Some(uri) => {
+                    pkcs11::refuse_pfx_options(&args.new_cert)?;
+                    pkcs11::parse_uri(&uri)?;
+                    CertSource::Token { uri, module: args.key.pkcs11_module, options: args.new_cert }
+                }
+                None => CertSource::New(args.new_cert),
+            },
         };
         let roles = if args.roles.is_empty() {
             vec![wellknown::EXCHANGE_ADMINISTRATOR]
@@ -156,6 +170,10 @@ pub struct Document {
     #[serde(flatten)]
     pub report: SetupReport,
     pub next_steps: Option<NextSteps>,
+    /// A key in a token, which Exchange's PowerShell module cannot use: the `-AccessToken` line instead of
+    /// `next_steps` (docs/keys.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub powershell_access_token: Option<String>,
 }
 
 /// How to use the app next (docs/cli-json.md).
@@ -183,7 +201,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
 
 /// The certificate to register, loaded or made.
 struct Loaded {
-    identity: cba_cert::Identity,
+    credential: Credential,
     reference: CertificateRef,
     new: bool,
 }
@@ -193,11 +211,37 @@ fn load_certificate(s: &Settings, profile: Option<&Profile>) -> anyhow::Result<L
         let bytes = crate::fsutil::read(path)?;
         let identity = cert::open(path, &bytes, password)?;
         let reference = CertificateRef::new(&identity.certificate, path.to_path_buf(), cer);
-        Ok(Loaded { identity, reference, new: false })
+        Ok(Loaded { credential: identity.into(), reference, new: false })
     };
     match &s.cert {
         CertSource::File { path, password } => open(path, password, None),
+        CertSource::Token { uri, module, options } => {
+            let cer = options.out_dir.join(format!("{}.cer", s.name));
+            if s.dry_run && profile.is_none() {
+                // Only to compute the plan: generated in memory, the token not touched.
+                return in_memory(&s.name, cer.clone(), cer);
+            }
+            let made = pkcs11::make_certificate(&s.name, options, uri, module.as_deref())?;
+            if !made.reused {
+                s.ui.detail(&format!("generated the key in the token; wrote {}", made.cer_path.display()));
+            }
+            let mut reference = CertificateRef::new(&made.certificate, made.cer_path, None);
+            reference.key = Some(made.profile_uri);
+            // The .cer is ours to delete when this run or the one the profile records wrote it.
+            reference.created = !made.reused || profile.is_some_and(|p| p.certificate.created);
+            let credential = Credential::with_signer(made.certificate, Arc::new(made.key));
+            Ok(Loaded { credential, reference, new: !made.reused })
+        }
         CertSource::New(options) => {
+            if let Some(p) = profile
+                && let Some(key) = &p.certificate.key
+            {
+                // A previous run used a token key: keep using it.
+                let (token_key, _token) = pkcs11::key_with_certificate(key, None)?;
+                let certificate = token_key.certificate().expect("key_with_certificate checked").clone();
+                let credential = Credential::with_signer(certificate, Arc::new(token_key));
+                return Ok(Loaded { credential, reference: p.certificate.clone(), new: false });
+            }
             if let Some(p) = profile {
                 // A previous run made (or was given) the certificate: keep using it.
                 let mut loaded = open(&p.certificate.path, &options.password, p.certificate.cer_path.clone())?;
@@ -208,10 +252,7 @@ fn load_certificate(s: &Settings, profile: Option<&Profile>) -> anyhow::Result<L
             let cer = options.out_dir.join(format!("{}.cer", s.name));
             if s.dry_run {
                 // Only to compute the plan: generated in memory, never written.
-                let identity =
-                    cba_cert::generate(&cba_cert::NewCertificate::new(&s.name)).map_err(|e| fail(Exit::Internal, e))?;
-                let reference = CertificateRef::new(&identity.certificate, pfx, Some(cer));
-                return Ok(Loaded { identity, reference, new: true });
+                return in_memory(&s.name, pfx, cer);
             }
             if pfx.exists() && !options.force {
                 return Err(fail(
@@ -227,9 +268,16 @@ fn load_certificate(s: &Settings, profile: Option<&Profile>) -> anyhow::Result<L
             s.ui.detail(&format!("wrote {} and {}", made.pfx_path.display(), made.cer_path.display()));
             let reference =
                 CertificateRef::new(&made.identity.certificate, made.pfx_path, Some(made.cer_path)).created_by_cba();
-            Ok(Loaded { identity: made.identity, reference, new: true })
+            Ok(Loaded { credential: made.identity.into(), reference, new: true })
         }
     }
+}
+
+/// A dry run's certificate: made in memory to compute the plan, never written.
+fn in_memory(name: &str, path: PathBuf, cer: PathBuf) -> anyhow::Result<Loaded> {
+    let identity = cba_cert::generate(&cba_cert::NewCertificate::new(name)).map_err(|e| fail(Exit::Internal, e))?;
+    let reference = CertificateRef::new(&identity.certificate, path, Some(cer));
+    Ok(Loaded { credential: identity.into(), reference, new: true })
 }
 
 /// Steps 1–10. Writes nothing (local or remote) when `dry_run`.
@@ -254,7 +302,7 @@ pub async fn execute(s: &Settings) -> anyhow::Result<Document> {
         tenant: s.tenant.clone(),
         name: s.name.clone(),
         roles: s.roles.clone(),
-        credential: loaded.identity.into(),
+        credential: loaded.credential,
         certificate: loaded.reference,
         new_certificate: loaded.new,
         dry_run: s.dry_run,
@@ -262,8 +310,32 @@ pub async fn execute(s: &Settings) -> anyhow::Result<Document> {
     };
     let report =
         cba_lifecycle::setup(&services, &store, &s.admin, &request).await.map_err(connect::lifecycle_failure)?;
-    let next_steps = if report.dry_run { None } else { Some(next_steps(&store.read()?, &s.urls)) };
-    Ok(Document { report, next_steps })
+    if report.dry_run {
+        return Ok(Document { report, next_steps: None, powershell_access_token: None });
+    }
+    let profile = store.read()?;
+    if profile.certificate.key.is_some() {
+        let line = access_token_line(&profile, &s.profile_path, &s.urls);
+        return Ok(Document { report, next_steps: None, powershell_access_token: Some(line) });
+    }
+    Ok(Document { report, next_steps: Some(next_steps(&profile, &s.urls)), powershell_access_token: None })
+}
+
+/// `Connect-ExchangeOnline -AccessToken (cba token --profile P) -Organization …`: what PowerShell can do with
+/// a key it cannot read (module 3.1+).
+fn access_token_line(profile: &Profile, profile_path: &Path, urls: &Urls) -> String {
+    let organization = powershell::organization(profile.tenant_domain.as_deref())
+        .unwrap_or_else(|| powershell::placeholder_organization(urls.cloud).to_string());
+    let path = std::path::absolute(profile_path).unwrap_or_else(|_| profile_path.to_path_buf());
+    let mut line = format!(
+        "Connect-ExchangeOnline -AccessToken (cba token --profile {}) -Organization {}",
+        powershell::quote(&path.display().to_string()),
+        powershell::word(&organization)
+    );
+    if let Some(environment) = powershell::exchange_environment(urls.cloud) {
+        line.push_str(&format!(" -ExchangeEnvironmentName {environment}"));
+    }
+    line
 }
 
 /// Step 10: how to use the app from PowerShell and from scripts. The organization is the profile's
@@ -382,6 +454,14 @@ pub fn text(d: &Document) -> String {
         out.push_str("\nDry run: nothing was written, here or in the tenant. Run again without --dry-run to apply.\n");
     } else if !r.changed {
         out.push_str("\nNothing changed: the setup was already complete.\n");
+    }
+    if let Some(line) = &d.powershell_access_token {
+        out.push_str(
+            "\nNext: the key stays in the token, which Exchange Online PowerShell cannot use; connect with a \
+             token from cba (module 3.1+)\n  ",
+        );
+        out.push_str(line);
+        out.push('\n');
     }
     if let Some(n) = &d.next_steps {
         out.push_str("\nNext: Exchange Online PowerShell on any OS\n  ");

@@ -76,6 +76,8 @@ pub struct Target {
     /// Known from a profile; else Graph is asked by appId.
     pub app_object_id: Option<String>,
     pub cert_path: PathBuf,
+    /// The key is in a PKCS#11 token (a profile's `certificate.key`): `cert_path` is then only its `.cer`.
+    pub key: Option<String>,
     /// The thumbprint the profile expects the file to hold (without a profile: whatever the file holds).
     pub expected_thumbprint: Option<String>,
     pub roles: Vec<Role>,
@@ -93,6 +95,7 @@ impl Target {
             app_name: non_empty(&p.app_name),
             app_object_id: non_empty(&p.app_object_id),
             cert_path: p.certificate.path.clone(),
+            key: p.certificate.key.clone(),
             expected_thumbprint: Some(p.certificate.thumbprint_sha1.clone()),
             roles: if roles.is_empty() { vec![wellknown::EXCHANGE_ADMINISTRATOR] } else { roles },
         }
@@ -110,12 +113,15 @@ impl Target {
         let missing: Vec<&str> = [
             (creds.tenant.is_none(), "--tenant (AZURE_TENANT_ID)"),
             (creds.client_id.is_none(), "--client-id (AZURE_CLIENT_ID)"),
-            (creds.cert.is_none(), "--cert (AZURE_CLIENT_CERTIFICATE_PATH)"),
+            (creds.cert.is_none() && creds.key.is_none(), "--cert (AZURE_CLIENT_CERTIFICATE_PATH)"),
         ]
         .into_iter()
         .filter_map(|(absent, what)| absent.then_some(what))
         .collect();
-        let (Some(tenant), Some(app_id), Some(cert_path)) = (creds.tenant, creds.client_id, creds.cert) else {
+        // Only a profile names a token key here; its `path` is the key's `.cer`.
+        let key = creds.key.clone();
+        let cert_path = creds.cert.or_else(|| key.as_ref().and(profile.map(|p| p.certificate.path.clone())));
+        let (Some(tenant), Some(app_id), Some(cert_path)) = (creds.tenant, creds.client_id, cert_path) else {
             return Err(fail(
                 Exit::Usage,
                 format!(
@@ -133,6 +139,7 @@ impl Target {
                 app_name: None,
                 app_object_id: None,
                 cert_path: PathBuf::new(),
+                key: None,
                 expected_thumbprint: None,
                 roles: vec![wellknown::EXCHANGE_ADMINISTRATOR],
             },
@@ -149,6 +156,7 @@ impl Target {
         target.tenant = tenant.trim().to_string();
         target.app_id = app_id.trim().to_string();
         target.cert_path = cert_path;
+        target.key = key;
         if !args.roles.is_empty() {
             target.roles.clear();
             for name in &args.roles {
@@ -221,16 +229,22 @@ pub fn verdict(report: &StatusReport) -> anyhow::Result<()> {
 pub async fn execute(s: &Settings) -> anyhow::Result<StatusReport> {
     let t = &s.target;
     let path = &t.cert_path;
-    let loaded = crate::fsutil::read(path)
-        .and_then(|bytes| cert::open(path, &bytes, &s.password))
-        .map(Into::into)
-        .map_err(|e| format!("{e:#}"));
+    let (location, loaded) = match &t.key {
+        Some(uri) => (uri.clone(), token_credential(uri).map_err(|e| format!("{e:#}"))),
+        None => (
+            path.display().to_string(),
+            crate::fsutil::read(path)
+                .and_then(|bytes| cert::open(path, &bytes, &s.password))
+                .map(Into::into)
+                .map_err(|e| format!("{e:#}")),
+        ),
+    };
     let request = StatusRequest {
         tenant: t.tenant.clone(),
         app_id: t.app_id.clone(),
         app_name: t.app_name.clone(),
         app_object_id: t.app_object_id.clone(),
-        certificate: CertificateInput { location: path.display().to_string(), loaded },
+        certificate: CertificateInput { location, loaded },
         expected_thumbprint: t.expected_thumbprint.clone(),
         roles: t.roles.clone(),
         wait: s.wait,
@@ -252,6 +266,13 @@ pub async fn execute(s: &Settings) -> anyhow::Result<StatusReport> {
         }
     }
     Ok(report)
+}
+
+/// The key in the token and the certificate stored beside it.
+fn token_credential(uri: &str) -> anyhow::Result<cba_lifecycle::Credential> {
+    let (key, _token) = crate::pkcs11::key_with_certificate(uri, None)?;
+    let certificate = key.certificate().expect("key_with_certificate checked").clone();
+    Ok(cba_lifecycle::Credential::with_signer(certificate, std::sync::Arc::new(key)))
 }
 
 /// A remedy as the command to run.
@@ -338,6 +359,7 @@ mod tests {
                 thumbprint_sha1: "AB".into(),
                 thumbprint_sha256: "CD".into(),
                 not_after: String::new(),
+                key: None,
                 key_id: None,
                 created: false,
             },

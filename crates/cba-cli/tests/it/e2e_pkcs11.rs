@@ -208,3 +208,70 @@ fn e2e_pkcs11_wrong_pin_pin_value_missing_module_and_token() {
     assert_code(&o, 3);
     assert!(stderr(&o).contains("cba cert new"), "{}", stderr(&o));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_pkcs11_setup_with_a_token_key_then_token_and_status_from_the_profile() {
+    let h = hsm();
+    let t = super::Tenant::start(cba_sim::SimTenant::builder()).await;
+    let with_token = |args: &[&str]| {
+        let mut cmd = t.cmd(args);
+        cmd.env("SOFTHSM2_CONF", &h.conf).env("CBA_PKCS11_MODULE", MODULE).env("CBA_PKCS11_PIN", PIN);
+        run(&mut cmd, None)
+    };
+    let setup = ["setup", "--tenant", t.sim.tenant_domain(), "--name", super::APP, "--key", URI, "--wait", "60s"];
+    let o = with_token(&[&setup[..], &["--output", "json"]].concat());
+    assert_code(&o, 0);
+    let state = t.assert_one_of_each().await;
+    let cer_path = t.dir.path().join(format!("{}.cer", super::APP));
+    let cer = cba_cert::Certificate::from_der(&std::fs::read(&cer_path).unwrap()).unwrap();
+    let app = &state.primary().applications[0];
+    assert_eq!(app.key_credentials[0].thumbprint_sha1, cer.thumbprint_sha1_hex(), "the token's certificate");
+    assert!(!t.dir.path().join(format!("{}.pfx", super::APP)).exists(), "no PFX: the key stays in the token");
+    // The token holds that certificate beside the key (cert show reads it from there).
+    let o = with_token(&["cert", "show", "--key", URI, "--output", "json"]);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["thumbprint_sha1"], cer.thumbprint_sha1_hex().as_str());
+
+    let text = std::fs::read_to_string(t.profile()).unwrap();
+    let profile = t.profile_json();
+    let key = profile["certificate"]["key"].as_str().expect("the profile records the key");
+    assert!(key.starts_with("pkcs11:token=cba;object=e2e;id=%"), "{key}");
+    assert_eq!(profile["certificate"]["path"], format!("{}.cer", super::APP));
+    assert_eq!(profile["certificate"]["created"], true);
+    assert!(!text.contains(PIN) && !text.contains("pin-"), "no PIN in the profile: {text}");
+
+    // A rerun reuses the key and changes nothing.
+    let o = with_token(&[&setup[..], &["--output", "json"]].concat());
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["changed"], false, "{}", stdout(&o));
+    t.assert_one_of_each().await;
+
+    // token and status from the profile alone sign in the token.
+    let profile_path = t.profile();
+    let profile_arg = profile_path.to_str().unwrap();
+    let o = with_token(&["token", "--profile", profile_arg, "--format", "json"]);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["claims"]["appid"], app.app_id.as_str());
+    let o = with_token(&["status", "--profile", profile_arg, "--output", "json"]);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["ok"], true, "{}", stdout(&o));
+
+    // Rotation of a token key is refused, changing nothing.
+    let before = std::fs::read_to_string(t.profile()).unwrap();
+    let o = with_token(&["cert", "rotate", "--profile", profile_arg]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("rotation of token keys is not supported yet"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(t.profile()).unwrap(), before);
+    t.assert_one_of_each().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_pkcs11_setup_refuses_pfx_options_and_cert_with_key() {
+    let t = super::Tenant::start(cba_sim::SimTenant::builder()).await;
+    let base = ["setup", "--tenant", t.sim.tenant_domain(), "--name", super::APP, "--key", URI];
+    for extra in [&["--no-password"][..], &["--pem"], &["--key-size", "4096"], &["--cert", "x.pfx"]] {
+        let o = t.run(&[&base[..], extra].concat());
+        assert_code(&o, 2);
+    }
+    assert!(t.sim.requests().await.is_empty(), "refused before any request");
+}
