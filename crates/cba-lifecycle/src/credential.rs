@@ -82,3 +82,30 @@ impl From<Identity> for Credential {
         Credential { source: Source::Identity(identity) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signer_gets_the_certificate_checks_and_must_hold_its_key() {
+        let mine = cba_cert::generate(&cba_cert::NewCertificate::new("mine")).unwrap();
+        let other = cba_cert::generate(&cba_cert::NewCertificate::new("other")).unwrap();
+        let signer = |identity: &Identity| -> Arc<dyn KeySigner> { Arc::new(identity.private_key.clone().unwrap()) };
+        let now = OffsetDateTime::now_utc();
+
+        let good = Credential::with_signer(mine.certificate.clone(), signer(&mine));
+        assert_eq!(good.key_matches(), Some(true));
+        assert_eq!(good.problems(now), []);
+        assert!(good.client_certificate("contoso.onmicrosoft.com", "631a96bc-a705-4eda-9f99-fdaf9f54f6a2").is_ok());
+
+        let wrong = Credential::with_signer(mine.certificate.clone(), signer(&other));
+        assert_eq!(wrong.key_matches(), Some(false));
+        assert_eq!(wrong.problems(now), [Problem::KeyMismatch]);
+
+        // Expiry is the certificate's, whoever holds the key.
+        let later = mine.certificate.not_after() + time::Duration::days(1);
+        assert!(matches!(good.problems(later)[..], [Problem::Expired { .. }]), "{:?}", good.problems(later));
+        assert_eq!(Credential::from(mine.clone()).problems(later), good.problems(later));
+    }
+}

@@ -31,13 +31,16 @@ Examples:
   cba setup --tenant contoso.onmicrosoft.com --name contoso-exo --dry-run  # what would be made
   cba setup --tenant contoso.onmicrosoft.com --name contoso-exo --cert ./exo.pfx \\
       --role 'Exchange Recipient Administrator'
+  CBA_PKCS11_PIN=... cba setup --tenant contoso.onmicrosoft.com --name contoso-exo \\
+      --key 'pkcs11:token=cba;object=contoso-exo'        # key made in a PKCS#11 token
   # against `cba sim serve`, with what its JSON line prints (all three URLs: a profile naming
   # the real Exchange next to the simulator's login would send the simulator's tokens there)
   CBA_GRAPH_TOKEN=<admin_token> cba setup --admin token --tenant <tenant_id> --name demo \\
       --authority-host <login_url> --graph-url <graph_url> --exchange-url <exchange_url>
 
 Safe to rerun: it creates only what is missing, and finishes a run that stopped midway. Writes
-./NAME.pfx, ./NAME.cer (new certificate) and ./NAME.profile.json (0600, no secrets).";
+./NAME.pfx, ./NAME.cer (new certificate) and ./NAME.profile.json (0600, no secrets). With --key the key is
+generated in the token (or the one with that label reused), NAME.cer written, and no PFX.";
 
 /// `cba setup` flags.
 #[derive(Debug, clap::Args)]

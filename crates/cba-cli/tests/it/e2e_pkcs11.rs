@@ -256,6 +256,9 @@ async fn e2e_pkcs11_setup_with_a_token_key_then_token_and_status_from_the_profil
     assert_code(&o, 0);
     assert_eq!(json(&o)["ok"], true, "{}", stdout(&o));
 
+    let o = with_token(&["exo", "check", "--profile", profile_arg, "--output", "json"]);
+    assert_code(&o, 0);
+
     // Rotation of a token key is refused, changing nothing.
     let before = std::fs::read_to_string(t.profile()).unwrap();
     let o = with_token(&["cert", "rotate", "--profile", profile_arg]);
@@ -263,6 +266,15 @@ async fn e2e_pkcs11_setup_with_a_token_key_then_token_and_status_from_the_profil
     assert!(stderr(&o).contains("rotation of token keys is not supported yet"), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(t.profile()).unwrap(), before);
     t.assert_one_of_each().await;
+
+    // Teardown deletes the .cer it wrote and nothing in the token.
+    let o = with_token(&["teardown", "--profile", profile_arg, "--yes", "--delete-files"]);
+    assert_code(&o, 0);
+    t.assert_empty().await;
+    assert!(!cer_path.exists());
+    let o = with_token(&["cert", "show", "--key", URI, "--output", "json"]);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["thumbprint_sha1"], cer.thumbprint_sha1_hex().as_str(), "the key and certificate stay");
 }
 
 #[tokio::test(flavor = "multi_thread")]
