@@ -220,8 +220,11 @@ fn load_certificate(s: &Settings, profile: Option<&Profile>) -> anyhow::Result<L
         CertSource::File { path, password } => open(path, password, None),
         CertSource::Token { uri, module, options } => {
             let cer = options.out_dir.join(format!("{}.cer", s.name));
-            if s.dry_run && profile.is_none() {
-                // Only to compute the plan: generated in memory, the token not touched.
+            if s.dry_run {
+                // Nothing is made in the token: the profile's key if it names one, else a stand-in for the plan.
+                if let Some(p) = profile.filter(|p| p.certificate.key.is_some()) {
+                    return recorded_token_key(p);
+                }
                 return in_memory(&s.name, cer.clone(), cer);
             }
             let made = pkcs11::make_certificate(&s.name, options, uri, module.as_deref())?;
@@ -236,14 +239,9 @@ fn load_certificate(s: &Settings, profile: Option<&Profile>) -> anyhow::Result<L
             Ok(Loaded { credential, reference, new: !made.reused })
         }
         CertSource::New(options) => {
-            if let Some(p) = profile
-                && let Some(key) = &p.certificate.key
-            {
+            if let Some(p) = profile.filter(|p| p.certificate.key.is_some()) {
                 // A previous run used a token key: keep using it.
-                let (token_key, _token) = pkcs11::key_with_certificate(key, None)?;
-                let certificate = token_key.certificate().expect("key_with_certificate checked").clone();
-                let credential = Credential::with_signer(certificate, Arc::new(token_key));
-                return Ok(Loaded { credential, reference: p.certificate.clone(), new: false });
+                return recorded_token_key(p);
             }
             if let Some(p) = profile {
                 // A previous run made (or was given) the certificate: keep using it.
@@ -274,6 +272,15 @@ fn load_certificate(s: &Settings, profile: Option<&Profile>) -> anyhow::Result<L
             Ok(Loaded { credential: made.identity.into(), reference, new: true })
         }
     }
+}
+
+/// The token key a profile records, with the certificate stored beside it.
+fn recorded_token_key(p: &Profile) -> anyhow::Result<Loaded> {
+    let uri = p.certificate.key.as_deref().expect("the caller checked");
+    let (key, _token) = pkcs11::key_with_certificate(uri, None)?;
+    let certificate = key.certificate().expect("key_with_certificate checked").clone();
+    let credential = Credential::with_signer(certificate, Arc::new(key));
+    Ok(Loaded { credential, reference: p.certificate.clone(), new: false })
 }
 
 /// A dry run's certificate: made in memory to compute the plan, never written.

@@ -240,6 +240,12 @@ async fn e2e_pkcs11_setup_with_a_token_key_then_token_and_status_from_the_profil
     assert_eq!(profile["certificate"]["created"], true);
     assert!(!text.contains(PIN) && !text.contains("pin-"), "no PIN in the profile: {text}");
 
+    // A dry run with another label makes nothing in the token.
+    let other = "pkcs11:token=cba;object=e2e-other";
+    let dry = ["setup", "--tenant", t.sim.tenant_domain(), "--name", super::APP, "--key", other, "--dry-run"];
+    assert_code(&with_token(&dry), 0);
+    assert_code(&with_token(&["cert", "show", "--key", other]), 3);
+
     // A rerun reuses the key and changes nothing.
     let o = with_token(&[&setup[..], &["--output", "json"]].concat());
     assert_code(&o, 0);
