@@ -35,6 +35,14 @@ impl Credential {
         }
     }
 
+    /// The file's contents when the key is held in memory (`None` for a key that signs elsewhere).
+    pub fn identity(&self) -> Option<&Identity> {
+        match &self.source {
+            Source::Identity(identity) => Some(identity),
+            Source::Signer { .. } => None,
+        }
+    }
+
     /// Whether the key belongs to the certificate; `None` when there is no key (a `.cer` alone).
     pub fn key_matches(&self) -> Option<bool> {
         match &self.source {

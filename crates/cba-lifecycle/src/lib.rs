@@ -20,7 +20,7 @@ pub mod teardown;
 use std::time::Duration;
 
 use cba_graph::ProofSigner;
-use cba_token::{AssertionAlg, AssertionOptions, ClientCertificate};
+use cba_token::{AssertionAlg, AssertionOptions};
 
 pub use admin::{AdminCredential, AdminSession};
 pub use credential::Credential;
@@ -38,26 +38,27 @@ pub use teardown::{TeardownReport, TeardownRequest, teardown};
 /// `iss` the app's object id, `nbf` now (by `clock`), `exp` ten minutes later; RS256 with `x5t`, the form of
 /// Microsoft's own example (docs/wire-formats.md §3).
 pub struct CertProof {
-    identity: cba_cert::Identity,
+    credential: Credential,
     clock: std::sync::Arc<dyn cba_http::Clock>,
 }
 
 impl CertProof {
-    /// Proofs by `identity`, timed by `clock` (the operation's, so a test clock moves them too).
-    pub fn new(identity: cba_cert::Identity, clock: std::sync::Arc<dyn cba_http::Clock>) -> CertProof {
-        CertProof { identity, clock }
+    /// Proofs by `credential` (a file's key or one that signs in a token), timed by `clock` (the
+    /// operation's, so a test clock moves them too).
+    pub fn new(credential: impl Into<Credential>, clock: std::sync::Arc<dyn cba_http::Clock>) -> CertProof {
+        CertProof { credential: credential.into(), clock }
     }
 }
 
 impl std::fmt::Debug for CertProof {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("CertProof").field(&self.identity.certificate).finish()
+        f.debug_tuple("CertProof").field(self.credential.certificate()).finish()
     }
 }
 
 impl ProofSigner for CertProof {
     fn proof(&self, app_object_id: &str) -> Result<String, cba_graph::BoxError> {
-        let signer = ClientCertificate::new(self.identity.clone(), "proof", app_object_id)?;
+        let signer = self.credential.client_certificate("proof", app_object_id)?;
         let options = AssertionOptions {
             alg: AssertionAlg::Rs256,
             lifetime: Duration::from_secs(600),

@@ -21,11 +21,10 @@
 
 use std::time::Duration;
 
-use cba_cert::{Identity, NewCertificate};
+use cba_cert::NewCertificate;
 use cba_graph::provision::{self, KeyChange};
 use cba_graph::{Deleted, GraphClient, Replication};
 use cba_http::BoxError;
-use cba_token::ClientCertificate;
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -33,13 +32,13 @@ use crate::admin::{self, AdminCredential};
 use crate::profile::{CertificateRef, Profile, ProfileStore, RetiredCertificate};
 use crate::progress::ProgressExt as _;
 use crate::setup::millis;
-use crate::{CertProof, Error, Services, key_credential};
+use crate::{CertProof, Credential, Error, Services, key_credential};
 
 /// Where certificates and their keys are kept: files, a PKCS#11 token, a vault. The library never opens a
 /// path itself; the caller's store does.
 pub trait KeyStore: Send + Sync {
-    /// The certificate with its private key.
-    fn open(&self, certificate: &CertificateRef) -> Result<Identity, BoxError>;
+    /// The certificate with what signs as it (a file's key in memory, a key in a token).
+    fn open(&self, certificate: &CertificateRef) -> Result<Credential, BoxError>;
     /// Whether the certificate is still there (a pending one an interrupted rotation made).
     fn exists(&self, certificate: &CertificateRef) -> bool;
     /// Make the successor of `current` as `next` describes it and keep it at a pending location beside
@@ -48,17 +47,17 @@ pub trait KeyStore: Send + Sync {
     fn create_next(
         &self,
         current: &CertificateRef,
-        current_identity: &Identity,
+        current_credential: &Credential,
         next: &NewCertificate,
-    ) -> Result<(Identity, CertificateRef), BoxError>;
+    ) -> Result<(Credential, CertificateRef), BoxError>;
     /// Put `pending` (made by [`create_next`](KeyStore::create_next)) at `current`'s location: first keep
     /// `current` under another (dated) name beside it, durably, then replace atomically, so that a crash at
     /// any point leaves `current`'s location holding one of the two, whole. Idempotent: when that location
     /// already holds `pending` (an interrupted run promoted it), only find where `current` was kept.
     /// Returns where each is now; the library sets their `key_id` and `created`.
     fn promote(&self, pending: &CertificateRef, current: &CertificateRef) -> Result<Promoted, BoxError>;
-    /// Delete the files of a retired certificate (its key is no longer registered). Files already gone are
-    /// not an error.
+    /// Delete the files of a retired certificate, and its key where the store keeps it (a token's key
+    /// object), once its key is no longer registered. What is already gone is not an error.
     fn discard(&self, certificate: &CertificateRef) -> Result<(), BoxError>;
 }
 
@@ -131,14 +130,14 @@ pub struct RetiredReport {
     pub remove_after: String,
 }
 
-fn open(keys: &dyn KeyStore, reference: &CertificateRef) -> Result<Identity, Error> {
+fn open(keys: &dyn KeyStore, reference: &CertificateRef) -> Result<Credential, Error> {
     let identity = keys
         .open(reference)
         .map_err(|source| Error::Keys { doing: format!("opening {}", reference.path.display()), source })?;
-    if !identity.certificate.thumbprint_sha1_hex().eq_ignore_ascii_case(&reference.thumbprint_sha1) {
+    if !identity.certificate().thumbprint_sha1_hex().eq_ignore_ascii_case(&reference.thumbprint_sha1) {
         return Err(Error::CertificateMismatch {
             location: reference.path.display().to_string(),
-            found: identity.certificate.thumbprint_sha1_hex(),
+            found: identity.certificate().thumbprint_sha1_hex(),
             expected: reference.thumbprint_sha1.clone(),
         });
     }
@@ -147,7 +146,7 @@ fn open(keys: &dyn KeyStore, reference: &CertificateRef) -> Result<Identity, Err
 
 /// The certificate at the profile's stable location, and whether it is the pending one (an interrupted run
 /// promoted it and stopped before saving the profile).
-fn open_current(keys: &dyn KeyStore, p: &Profile) -> Result<(Identity, bool), Error> {
+fn open_current(keys: &dyn KeyStore, p: &Profile) -> Result<(Credential, bool), Error> {
     match open(keys, &p.certificate) {
         Ok(identity) => Ok((identity, false)),
         Err(Error::CertificateMismatch { found, .. })
@@ -171,13 +170,12 @@ fn save(services: &Services, store: &dyn ProfileStore, profile: &mut Profile) ->
 }
 
 /// The app's own Graph client, signing in with `identity` (no admin).
-fn self_graph(services: &Services, p: &Profile, identity: &Identity, wait: Duration) -> Result<GraphClient, Error> {
-    let cert = ClientCertificate::new(identity.clone(), &p.tenant_id, &p.app_id)
-        .map_err(Error::token_in("the certificate"))?;
+fn self_graph(services: &Services, p: &Profile, identity: &Credential, wait: Duration) -> Result<GraphClient, Error> {
+    let cert = identity.client_certificate(&p.tenant_id, &p.app_id).map_err(Error::token_in("the certificate"))?;
     services.app_graph(cert, wait)
 }
 
-fn proof_by(services: &Services, identity: &Identity) -> CertProof {
+fn proof_by(services: &Services, identity: &Credential) -> CertProof {
     CertProof::new(identity.clone(), services.clock.clone())
 }
 
@@ -280,7 +278,7 @@ pub async fn rotate(
         return Ok(finish(report, &profile, requests));
     }
 
-    let days_left = cba_cert::days_left(current.certificate.not_after(), now);
+    let days_left = cba_cert::days_left(current.certificate().not_after(), now);
     if let Some(within) = request.if_expiring_within
         && profile.pending_certificate.is_none()
         && days_left > i64::from(within)
@@ -290,7 +288,7 @@ pub async fn rotate(
         remove_due(services, store, keys, &mut profile, &current, request.wait, &mut report, &mut requests).await?;
         return Ok(finish(report, &profile, requests));
     }
-    let current_valid = current.certificate.is_valid_at(now);
+    let current_valid = current.certificate().is_valid_at(now);
     // Refused before anything is made: an expired certificate cannot sign the app's own addKey proof.
     let fallback_admin = match (current_valid, admin_credential) {
         (true, _) => None,
@@ -342,7 +340,7 @@ pub async fn rotate(
     new_ref.created = true;
     profile.pending_certificate = Some(new_ref.clone());
     save(services, store, &mut profile)?;
-    let mut key = key_credential(&new_identity.certificate);
+    let mut key = key_credential(new_identity.certificate());
     key.key_id = Some(key_id);
 
     // 2. Register it beside the current one.
@@ -407,8 +405,8 @@ pub async fn rotate(
 
     // 3. Prove the new one works.
     progress.stage("3/5 a token with the new certificate");
-    let new_cert = ClientCertificate::new(new_identity.clone(), &p.tenant_id, &p.app_id)
-        .map_err(Error::token_in("the new certificate"))?;
+    let new_cert =
+        new_identity.client_certificate(&p.tenant_id, &p.app_id).map_err(Error::token_in("the new certificate"))?;
     let role_ids: Vec<&str> = p.role_assignments.iter().map(|r| r.template_id.as_str()).collect();
     let proof = crate::prove(services, &new_cert, request.wait, &role_ids).await?;
     requests += proof.requests;
@@ -474,7 +472,7 @@ async fn remove_due(
     store: &dyn ProfileStore,
     keys: &dyn KeyStore,
     profile: &mut Profile,
-    signer: &Identity,
+    signer: &Credential,
     wait: Duration,
     report: &mut RotateReport,
     requests: &mut u32,
@@ -529,9 +527,9 @@ async fn remove_due(
 }
 
 /// The next certificate: same subject and key size as the current one.
-fn successor_request(p: &Profile, current: &Identity, days: u32, now: OffsetDateTime) -> NewCertificate {
-    let subject = current.certificate.subject().to_string();
-    let bits = current.certificate.rsa_public_key().map(|k| k.bits()).unwrap_or(2048);
+fn successor_request(p: &Profile, current: &Credential, days: u32, now: OffsetDateTime) -> NewCertificate {
+    let subject = current.certificate().subject().to_string();
+    let bits = current.certificate().rsa_public_key().map(|k| k.bits()).unwrap_or(2048);
     let mut request = NewCertificate::new(&p.app_name)
         .now(now)
         .validity(cba_cert::Validity::Days(days))
@@ -546,7 +544,7 @@ async fn remove_old(
     services: &Services,
     graph: &GraphClient,
     p: &Profile,
-    signer: &Identity,
+    signer: &Credential,
     old: &CertificateRef,
 ) -> Result<(), Error> {
     let removed = provision::remove_key_with_proof(

@@ -1,4 +1,5 @@
-//! `cba cert rotate`: cba-lifecycle's rotation (docs/rotation.md) with the certificates kept as files.
+//! `cba cert rotate`: cba-lifecycle's rotation (docs/rotation.md) with the certificates kept as files, or
+//! their keys in a PKCS#11 token ([`TokenKeys`]).
 //!
 //! The path `cba setup` printed stays the path: the successor is written beside it as `<stem>.next.<ext>`,
 //! registered and proven, then renamed over it, after the current files were copied to a dated name
@@ -8,12 +9,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cba_cert::{Identity, NewCertificate, Password, PfxFormat};
+use cba_cert::{Certificate, Identity, NewCertificate, Password, PfxFormat};
 use cba_lifecycle::rotate::Promoted;
-use cba_lifecycle::{AdminCredential, KeyStore, RotateReport, RotateRequest};
+use cba_lifecycle::{AdminCredential, Credential, KeyStore, RotateReport, RotateRequest};
+use cba_pkcs11::{KeyUri, Token, TokenKey};
 use serde::Serialize;
 
 use crate::Global;
@@ -23,6 +25,7 @@ use crate::connect::{self, Ui};
 use crate::exit::{Exit, fail};
 use crate::fsutil::{self, Mode};
 use crate::output;
+use crate::pkcs11;
 use crate::profile::{CertificateRef, FileStore};
 use crate::secrets::PasswordArgs;
 use crate::settings::{self, AdminArgs, EndpointArgs, Urls};
@@ -81,17 +84,6 @@ pub struct Document {
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let (store, profile) = settings::require_profile(args.profile)?;
     store.require_complete(&profile)?;
-    if let Some(key) = &profile.certificate.key {
-        // The next key would have to be made in the token and the old one deleted after removeKey.
-        return Err(fail(
-            Exit::Usage,
-            format!(
-                "{}: the key is in a PKCS#11 token ({key}), and rotation of token keys is not supported yet; \
-                 nothing was changed (docs/keys.md)",
-                cba_lifecycle::ProfileStore::describe(&store)
-            ),
-        ));
-    }
     let urls = Urls::resolve(&args.endpoints, Some(&profile), |k| std::env::var(k).ok())?;
     let admin = if args.admin.given() { Some(args.admin.resolve(|k| std::env::var(k).ok())?) } else { None };
     let request = RotateRequest {
@@ -116,9 +108,19 @@ pub async fn execute(
     ui: Ui,
 ) -> anyhow::Result<RotateReport> {
     let services = connect::services(urls, ui)?;
-    let keys = FileKeys { password: password.clone(), opened: Mutex::new(None) };
-    let report =
-        cba_lifecycle::rotate(&services, store, &keys, admin, request).await.map_err(connect::lifecycle_failure)?;
+    let token_key = store.read()?.certificate.key;
+    let report = match token_key {
+        // The key is in a PKCS#11 token: its successor is generated there.
+        Some(uri) => {
+            let keys = TokenKeys::login(&uri)?;
+            cba_lifecycle::rotate(&services, store, &keys, admin, request).await
+        }
+        None => {
+            let keys = FileKeys { password: password.clone(), opened: Mutex::new(None) };
+            cba_lifecycle::rotate(&services, store, &keys, admin, request).await
+        }
+    }
+    .map_err(connect::lifecycle_failure)?;
     if report.rotated || !report.removed.is_empty() {
         // Tokens cached for a certificate that is gone (or going) must not outlive it in the cache.
         if let Ok(p) = store.read() {
@@ -213,8 +215,8 @@ impl FileKeys {
 }
 
 impl KeyStore for FileKeys {
-    fn open(&self, reference: &CertificateRef) -> Result<Identity, cba_http::BoxError> {
-        Ok(self.load(&reference.path)?)
+    fn open(&self, reference: &CertificateRef) -> Result<Credential, cba_http::BoxError> {
+        Ok(self.load(&reference.path)?.into())
     }
 
     fn exists(&self, reference: &CertificateRef) -> bool {
@@ -224,15 +226,15 @@ impl KeyStore for FileKeys {
     fn create_next(
         &self,
         current: &CertificateRef,
-        current_identity: &Identity,
+        current_credential: &Credential,
         next: &NewCertificate,
-    ) -> Result<(Identity, CertificateRef), cba_http::BoxError> {
+    ) -> Result<(Credential, CertificateRef), cba_http::BoxError> {
         let path = pending_name(&current.path);
         let cer_path = current.cer_path.as_deref().map(pending_name);
         let mut identity = cba_cert::generate(next).map_err(|e| fail(Exit::BadInput, e))?;
         let password = self.opened.lock().unwrap_or_else(|e| e.into_inner()).clone().flatten();
         // A PEM (no PKCS#12 format read) stays PEM; a PFX keeps its protection.
-        let (bytes, format) = match current_identity.pfx_format {
+        let (bytes, format) = match current_credential.identity().and_then(|i| i.pfx_format) {
             None => (zeroize::Zeroizing::new(identity.to_pem()?.as_bytes().to_vec()), None),
             Some(PfxFormat::Legacy) => {
                 (identity.to_pfx(password.as_ref(), PfxFormat::Legacy)?.into(), Some(PfxFormat::Legacy))
@@ -247,7 +249,7 @@ impl KeyStore for FileKeys {
         fsutil::commit_all(&mut staged, true)?;
         identity.pfx_format = format;
         let reference = CertificateRef::new(&identity.certificate, path, cer_path).created_by_cba();
-        Ok((identity, reference))
+        Ok((identity.into(), reference))
     }
 
     fn promote(&self, pending: &CertificateRef, current: &CertificateRef) -> Result<Promoted, cba_http::BoxError> {
@@ -284,6 +286,207 @@ impl KeyStore for FileKeys {
     }
 
     fn discard(&self, reference: &CertificateRef) -> Result<(), cba_http::BoxError> {
+        for path in reference.cer_path.iter().chain(std::iter::once(&reference.path)) {
+            match fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(format!("cannot delete {}: {e}", path.display()).into());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Keys in a PKCS#11 token (`cba setup --key`, docs/keys.md). The profile's certificate is the `.cer`
+/// written for upload and `key` the URI of the token key that signs. The successor is generated in the token
+/// under `<label>-YYYYMMDD` (`-2` … when taken; the date of the rotation), its self-signed certificate
+/// stored beside it and written to `<stem>.next.cer`; the promotion keeps the old `.cer` under a dated name
+/// and renames the new one over the stable path, and the profile then names the new key. A retired key
+/// object (and its certificate in the token) is deleted only by `discard`, after removeKey succeeded.
+struct TokenKeys {
+    token: Token,
+    /// The profile's URI: its module path goes into the new key's URI.
+    given: KeyUri,
+}
+
+impl TokenKeys {
+    fn login(uri_text: &str) -> anyhow::Result<TokenKeys> {
+        let given = pkcs11::parse_uri(uri_text)?;
+        let token = pkcs11::login(&given, None)?;
+        Ok(TokenKeys { token, given })
+    }
+
+    /// The key `reference` records, `None` when the token no longer has it.
+    fn key(&self, reference: &CertificateRef) -> anyhow::Result<Option<TokenKey>> {
+        let Some(text) = reference.key.as_deref() else {
+            return Err(fail(
+                Exit::BadInput,
+                format!("{}: the profile records no token key for this certificate", reference.path.display()),
+            ));
+        };
+        pkcs11::find_key(&self.token, &pkcs11::parse_uri(text)?)
+    }
+
+    fn credential(key: TokenKey) -> anyhow::Result<Credential> {
+        let Some(certificate) = key.certificate().cloned() else {
+            return Err(fail(
+                Exit::BadInput,
+                format!("key {:?} in the PKCS#11 token has no certificate stored beside it", key.label()),
+            ));
+        };
+        Ok(Credential::with_signer(certificate, Arc::new(key)))
+    }
+
+    /// The successor's key: a label not taken yet, or the key an interrupted run made under one (not the
+    /// current key, and no certificate older than the current one: that would be a retired key).
+    fn next_key(&self, current: &TokenKey, current_certificate: &Certificate) -> anyhow::Result<TokenKey> {
+        let base = base_stem(current.label()).to_string();
+        let date = time::OffsetDateTime::now_utc().date();
+        let day = format!("{:04}{:02}{:02}", date.year(), u8::from(date.month()), date.day());
+        for n in 1.. {
+            let label = if n == 1 { format!("{base}-{day}") } else { format!("{base}-{day}-{n}") };
+            match self.token.find_key(Some(&label), None).map_err(pkcs11::error)? {
+                None => return self.token.generate_key(&label, false).map_err(pkcs11::error),
+                Some(key)
+                    if key.id() != current.id()
+                        && key.certificate().is_none_or(|c| {
+                            c.thumbprint_sha1_hex() != current_certificate.thumbprint_sha1_hex()
+                                && c.not_before() >= current_certificate.not_before()
+                        }) =>
+                {
+                    return Ok(key);
+                }
+                Some(_) => {}
+            }
+        }
+        unreachable!("some label is free")
+    }
+}
+
+/// Whether the DER certificate at `path` has this thumbprint.
+fn cer_holds(path: &Path, thumbprint: &str) -> bool {
+    fs::read(path)
+        .ok()
+        .and_then(|der| Certificate::from_der(&der).ok())
+        .is_some_and(|c| c.thumbprint_sha1_hex().eq_ignore_ascii_case(thumbprint))
+}
+
+impl KeyStore for TokenKeys {
+    fn open(&self, reference: &CertificateRef) -> Result<Credential, cba_http::BoxError> {
+        let Some(key) = self.key(reference)? else {
+            return Err(format!(
+                "the token {:?} has no key {}",
+                self.token.label(),
+                reference.key.as_deref().unwrap_or_default()
+            )
+            .into());
+        };
+        Ok(Self::credential(key)?)
+    }
+
+    fn exists(&self, reference: &CertificateRef) -> bool {
+        self.key(reference).is_ok_and(|k| k.is_some())
+    }
+
+    fn create_next(
+        &self,
+        current: &CertificateRef,
+        current_credential: &Credential,
+        next: &NewCertificate,
+    ) -> Result<(Credential, CertificateRef), cba_http::BoxError> {
+        let Some(current_key) = self.key(current)? else {
+            return Err(format!("the token has no key {}", current.key.as_deref().unwrap_or_default()).into());
+        };
+        let mut key = self.next_key(&current_key, current_credential.certificate())?;
+        let certificate = match key.certificate() {
+            Some(c) => c.clone(),
+            None => {
+                let c = cba_cert::generate_with(next, &key).map_err(|e| fail(Exit::BadInput, e))?;
+                self.token.store_certificate(&mut key, &c).map_err(pkcs11::error)?;
+                c
+            }
+        };
+        // What an interrupted run left at this name was never promoted: replaced.
+        let path = pending_name(&current.path);
+        fsutil::write_atomic(&path, certificate.der(), Mode::Public, true)?;
+        let mut reference = CertificateRef::new(&certificate, path, None).created_by_cba();
+        reference.key = Some(pkcs11::profile_uri(&key, &self.given, None));
+        Ok((Credential::with_signer(certificate, Arc::new(key)), reference))
+    }
+
+    fn promote(&self, pending: &CertificateRef, current: &CertificateRef) -> Result<Promoted, cba_http::BoxError> {
+        let stable = &current.path;
+        let names = DatedNames::of(stable);
+        // 1. The current .cer is kept under its dated name (found again after an interruption).
+        let taken = |p: &Path| p == stable.as_path() || p == pending.path.as_path();
+        let found = names.existing()?.into_iter().find(|p| !taken(p) && cer_holds(p, &current.thumbprint_sha1));
+        let kept = match found {
+            Some(kept) => kept,
+            None => {
+                let old = match self.key(current)?.and_then(|k| k.certificate().cloned()) {
+                    Some(c) if c.thumbprint_sha1_hex().eq_ignore_ascii_case(&current.thumbprint_sha1) => c,
+                    _ => {
+                        return Err(format!(
+                            "the token no longer holds the current certificate {} ({})",
+                            current.thumbprint_sha1,
+                            current.key.as_deref().unwrap_or_default()
+                        )
+                        .into());
+                    }
+                };
+                let date = old.not_before().date();
+                let day = format!("{:04}{:02}{:02}", date.year(), u8::from(date.month()), date.day());
+                let kept = (1..)
+                    .map(|n| if n == 1 { day.clone() } else { format!("{day}-{n}") })
+                    .map(|suffix| names.with(&suffix))
+                    .find(|p| !taken(p) && !p.exists())
+                    .expect("some suffix is free");
+                fsutil::write_atomic(&kept, old.der(), Mode::Public, false)?;
+                kept
+            }
+        };
+        // 2. The stable path gets the new certificate in one rename.
+        if pending.path.exists() {
+            if !cer_holds(&pending.path, &pending.thumbprint_sha1) {
+                return Err(format!(
+                    "{} does not hold the new certificate {}",
+                    pending.path.display(),
+                    pending.thumbprint_sha1
+                )
+                .into());
+            }
+            replace(&pending.path, stable)?;
+        }
+        if !cer_holds(stable, &pending.thumbprint_sha1) {
+            return Err(
+                format!("{} does not hold the new certificate {}", stable.display(), pending.thumbprint_sha1).into()
+            );
+        }
+        Ok(Promoted {
+            current: CertificateRef { path: stable.clone(), cer_path: current.cer_path.clone(), ..pending.clone() },
+            retired: CertificateRef { path: kept, ..current.clone() },
+        })
+    }
+
+    fn discard(&self, reference: &CertificateRef) -> Result<(), cba_http::BoxError> {
+        if reference.key.is_some()
+            && let Some(key) = self.key(reference)?
+        {
+            // Only the retired certificate's key, never one that now certifies another.
+            if let Some(c) = key.certificate()
+                && !c.thumbprint_sha1_hex().eq_ignore_ascii_case(&reference.thumbprint_sha1)
+            {
+                return Err(format!(
+                    "key {:?} in the token holds certificate {}, not the retired {}: left as it is",
+                    key.label(),
+                    c.thumbprint_sha1_hex(),
+                    reference.thumbprint_sha1
+                )
+                .into());
+            }
+            self.token.delete_key(key).map_err(pkcs11::error)?;
+        }
         for path in reference.cer_path.iter().chain(std::iter::once(&reference.path)) {
             match fs::remove_file(path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -487,7 +690,7 @@ mod tests {
         let (keys, current, identity) = setup_files(dir.path());
         keys.open(&current).unwrap();
         let next = NewCertificate::new("contoso-exo").validity(cba_cert::Validity::Days(30));
-        let (_, pending) = keys.create_next(&current, &identity, &next).unwrap();
+        let (_, pending) = keys.create_next(&current, &identity.clone().into(), &next).unwrap();
         assert_eq!(pending.path, dir.path().join("contoso-exo.next.pfx"));
         assert_eq!(thumbprint_at(&current.path), current.thumbprint_sha1, "the current files are untouched");
 

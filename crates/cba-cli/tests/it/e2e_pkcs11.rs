@@ -265,14 +265,6 @@ async fn e2e_pkcs11_setup_with_a_token_key_then_token_and_status_from_the_profil
     let o = with_token(&["exo", "check", "--profile", profile_arg, "--output", "json"]);
     assert_code(&o, 0);
 
-    // Rotation of a token key is refused, changing nothing.
-    let before = std::fs::read_to_string(t.profile()).unwrap();
-    let o = with_token(&["cert", "rotate", "--profile", profile_arg]);
-    assert_code(&o, 2);
-    assert!(stderr(&o).contains("rotation of token keys is not supported yet"), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(t.profile()).unwrap(), before);
-    t.assert_one_of_each().await;
-
     // Teardown deletes the .cer it wrote and nothing in the token.
     let o = with_token(&["teardown", "--profile", profile_arg, "--yes", "--delete-files"]);
     assert_code(&o, 0);
@@ -281,6 +273,146 @@ async fn e2e_pkcs11_setup_with_a_token_key_then_token_and_status_from_the_profil
     let o = with_token(&["cert", "show", "--key", URI, "--output", "json"]);
     assert_code(&o, 0);
     assert_eq!(json(&o)["thumbprint_sha1"], cer.thumbprint_sha1_hex().as_str(), "the key and certificate stay");
+}
+
+fn app_thumbprints(state: &cba_sim::StateSnapshot) -> Vec<String> {
+    let mut keys: Vec<String> =
+        state.primary().applications[0].key_credentials.iter().map(|k| k.thumbprint_sha1.clone()).collect();
+    keys.sort();
+    keys
+}
+
+fn cer_thumbprint(path: &Path) -> String {
+    cba_cert::Certificate::from_der(&std::fs::read(path).unwrap()).unwrap().thumbprint_sha1_hex()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_pkcs11_rotate_makes_the_next_key_in_the_token_and_deletes_the_old_one_after_remove_key() {
+    let h = hsm();
+    let t = super::Tenant::start(cba_sim::SimTenant::builder()).await;
+    let with_token = |args: &[&str]| {
+        let mut cmd = t.cmd(args);
+        cmd.env("SOFTHSM2_CONF", &h.conf).env("CBA_PKCS11_MODULE", MODULE).env("CBA_PKCS11_PIN", PIN);
+        run(&mut cmd, None)
+    };
+    let setup = ["setup", "--tenant", t.sim.tenant_domain(), "--name", super::APP, "--key", URI, "--wait", "60s"];
+    assert_code(&with_token(&setup), 0);
+    t.assert_one_of_each().await;
+    let profile_path = t.profile();
+    let profile_arg = profile_path.to_str().unwrap();
+    let cer_path = t.dir.path().join(format!("{}.cer", super::APP));
+    let first_uri = t.profile_json()["certificate"]["key"].as_str().unwrap().to_string();
+    let first = cer_thumbprint(&cer_path);
+
+    // What a run killed after generating the next key (before it saved the profile) leaves: a key under
+    // today's label, made after the current one. The rerun finds it by label and uses it.
+    let today = time::OffsetDateTime::now_utc().date();
+    let label = format!("e2e-{:04}{:02}{:02}", today.year(), u8::from(today.month()), today.day());
+    let leftover_uri = format!("pkcs11:token=cba;object={label}");
+    let o = h.cba(&["cert", "new", "--name", "leftover", "--key", &leftover_uri, "--output", "json"], Some(PIN));
+    assert_code(&o, 0);
+    let leftover = json(&o)["thumbprint_sha1"].as_str().unwrap().to_string();
+
+    // --overlap 0: the next key is generated in the token, registered, proven, switched to; the old one's
+    // key is removed from the app, then its key object deleted from the token.
+    let o = with_token(&[
+        "cert",
+        "rotate",
+        "--profile",
+        profile_arg,
+        "--overlap",
+        "0",
+        "--wait",
+        "60s",
+        "--output",
+        "json",
+    ]);
+    assert_code(&o, 0);
+    let doc = json(&o);
+    assert_eq!(doc["rotated"], true, "{doc}");
+    assert_eq!(doc["old_removed"], true, "{doc}");
+    let second = cer_thumbprint(&cer_path);
+    assert_ne!(second, first, "the stable .cer holds the new certificate");
+    assert_eq!(second, leftover, "the key the interrupted run made, found by its label");
+    assert_eq!(doc["new_thumbprint_sha1"], second.as_str());
+    assert_eq!(app_thumbprints(&t.sim.state().await), [second.as_str()], "exactly the new certificate registered");
+    let profile = t.profile_json();
+    let second_uri = profile["certificate"]["key"].as_str().unwrap().to_string();
+    assert_ne!(second_uri, first_uri);
+    assert!(second_uri.starts_with("pkcs11:token=cba;object=e2e-2"), "a dated label: {second_uri}");
+    assert_eq!(profile["certificate"]["path"], format!("{}.cer", super::APP), "the stable path stays");
+    assert!(profile["pending_certificate"].is_null() && profile["retired"].as_array().is_none_or(|r| r.is_empty()));
+    let o = with_token(&["cert", "show", "--key", &first_uri]);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("no such key"), "the old key object is gone: {}", stderr(&o));
+    let o = with_token(&["cert", "show", "--key", &second_uri, "--output", "json"]);
+    assert_code(&o, 0);
+    let shown = json(&o);
+    assert_eq!(shown["thumbprint_sha1"], second.as_str());
+    assert_eq!(shown["token_key"]["extractable"], false, "{shown}");
+    assert_eq!(shown["token_key"]["sensitive"], true, "{shown}");
+    let cers: Vec<_> = std::fs::read_dir(t.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".cer"))
+        .collect();
+    assert_eq!(cers, [format!("{}.cer", super::APP)], "the dated .cer is deleted with the key");
+
+    // The profile switched: token signs with the new key.
+    let o = with_token(&["token", "--profile", profile_arg, "--format", "json"]);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["claims"]["roles"][0], "Exchange.ManageAsApp");
+
+    // --overlap 7d: the old key stays in the token and registered until a later run past the overlap.
+    let o = with_token(&[
+        "cert",
+        "rotate",
+        "--profile",
+        profile_arg,
+        "--overlap",
+        "7d",
+        "--wait",
+        "60s",
+        "--output",
+        "json",
+    ]);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["old_removed"], false);
+    let third = cer_thumbprint(&cer_path);
+    let mut both = vec![second.clone(), third.clone()];
+    both.sort();
+    assert_eq!(app_thumbprints(&t.sim.state().await), both);
+    let third_uri = t.profile_json()["certificate"]["key"].as_str().unwrap().to_string();
+    assert_ne!(third_uri, second_uri);
+    let retired = t.profile_json()["retired"][0].clone();
+    assert_eq!(retired["certificate"]["key"], second_uri.as_str());
+    let dated = t.dir.path().join(retired["certificate"]["path"].as_str().unwrap());
+    assert_eq!(cer_thumbprint(&dated), second, "the old .cer is kept under its dated name");
+    assert_code(&with_token(&["cert", "show", "--key", &second_uri]), 0);
+    assert_code(&with_token(&["token", "--profile", profile_arg]), 0);
+
+    // Not due and inside the overlap: nothing changes.
+    let daily = ["cert", "rotate", "--profile", profile_arg, "--if-expiring-within", "30", "--output", "json"];
+    let o = with_token(&daily);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["rotated"], false);
+    assert_eq!(app_thumbprints(&t.sim.state().await), both);
+    assert_code(&with_token(&["cert", "show", "--key", &second_uri]), 0);
+
+    // Past the overlap (remove_after moved into the past, as e2e_rotate does): removed, then deleted.
+    let mut p = t.profile_json();
+    for r in p["retired"].as_array_mut().unwrap() {
+        r["remove_after"] = "2000-01-01T00:00:00Z".into();
+    }
+    std::fs::write(t.profile(), serde_json::to_vec_pretty(&p).unwrap()).unwrap();
+    let o = with_token(&daily);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["removed"][0], second.as_str(), "{}", stdout(&o));
+    assert_eq!(app_thumbprints(&t.sim.state().await), [third.as_str()]);
+    assert_code(&with_token(&["cert", "show", "--key", &second_uri]), 3);
+    assert!(!dated.exists());
+    assert_code(&with_token(&["cert", "show", "--key", &third_uri]), 0);
+    assert_code(&with_token(&["token", "--profile", profile_arg]), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

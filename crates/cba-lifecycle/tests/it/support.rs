@@ -10,7 +10,8 @@ use cba_http::{BoxError, Clock, RetryPolicy, Sleep};
 use cba_lifecycle::profile::Endpoints;
 use cba_lifecycle::rotate::Promoted;
 use cba_lifecycle::{
-    AdminCredential, CertificateRef, Event, KeyStore, MemoryStore, Progress, Services, SetupReport, SetupRequest,
+    AdminCredential, CertificateRef, Credential, Event, KeyStore, MemoryStore, Progress, Services, SetupReport,
+    SetupRequest,
 };
 use cba_sim::SimTenant;
 use cba_token::{Cloud, TokenClient};
@@ -155,8 +156,8 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
 }
 
 impl KeyStore for MemKeys {
-    fn open(&self, certificate: &CertificateRef) -> Result<Identity, BoxError> {
-        self.keys.lock().unwrap().get(&certificate.path).cloned().ok_or_else(|| "no such key".into())
+    fn open(&self, certificate: &CertificateRef) -> Result<Credential, BoxError> {
+        self.keys.lock().unwrap().get(&certificate.path).cloned().map(Into::into).ok_or_else(|| "no such key".into())
     }
 
     fn exists(&self, certificate: &CertificateRef) -> bool {
@@ -166,14 +167,14 @@ impl KeyStore for MemKeys {
     fn create_next(
         &self,
         current: &CertificateRef,
-        _: &Identity,
+        _: &Credential,
         next: &NewCertificate,
-    ) -> Result<(Identity, CertificateRef), BoxError> {
+    ) -> Result<(Credential, CertificateRef), BoxError> {
         *self.made.lock().unwrap() += 1;
         let identity = cba_cert::generate(next)?;
         let path = beside(&current.path, ".next");
         self.keys.lock().unwrap().insert(path.clone(), identity.clone());
-        Ok((identity.clone(), CertificateRef::new(&identity.certificate, path, None).created_by_cba()))
+        Ok((identity.clone().into(), CertificateRef::new(&identity.certificate, path, None).created_by_cba()))
     }
 
     fn promote(&self, pending: &CertificateRef, current: &CertificateRef) -> Result<Promoted, BoxError> {
