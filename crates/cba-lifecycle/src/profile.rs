@@ -117,8 +117,8 @@ pub struct CertificateRef {
     /// notAfter, RFC 3339.
     pub not_after: String,
     /// The key is in a PKCS#11 token: its RFC 7512 URI (token, object label, id; the module's path when one
-    /// was named), never a PIN. The certificate is read from the token; nothing in the token is ever
-    /// deleted because of this record.
+    /// was named), never a PIN. The certificate is read from the token. Only a rotation deletes the key, once
+    /// it is retired and removeKey removed it from the app; teardown never touches the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// Graph's `keyId` of this certificate on the app (what `removeKey` needs), when known.

@@ -41,6 +41,8 @@ The certificate keeps its path (contoso-exo.pfx): scripts, scheduled tasks, AZUR
 and Connect-ExchangeOnline -CertificateFilePath need no change. The old one is kept beside it with its
 date (contoso-exo-20260115.pfx) and stays registered for --overlap, so machines holding a copy keep
 working; a later run (the daily cron) removes it then. Same password and format (a PEM stays PEM).
+A key in a PKCS#11 token (cba setup --key): the next one is generated in the token (LABEL-YYYYMMDD),
+and the old one is deleted from the token once its removal from the app succeeded (docs/keys.md).
 Rerun after an interruption: it finishes the rotation.";
 
 /// `cba cert rotate` flags.
