@@ -390,10 +390,12 @@ mod tests {
 
     #[test]
     fn a_relative_bench_bin_is_resolved_against_the_starting_folder() {
-        let cwd = Path::new("/work/main");
-        assert_eq!(bench_bin(Path::new("target/release/cba"), cwd), Path::new("/work/main/target/release/cba"));
-        assert_eq!(bench_bin(Path::new("./cba"), cwd), Path::new("/work/main/./cba"));
-        assert_eq!(bench_bin(Path::new("/opt/cba"), cwd), Path::new("/opt/cba"));
+        let start = std::env::temp_dir().join("cba-bench-start");
+        let cwd = start.as_path();
+        assert_eq!(bench_bin(Path::new("target/release/cba"), cwd), start.join("target/release/cba"));
+        assert_eq!(bench_bin(Path::new("./cba"), cwd), start.join("./cba"));
+        let absolute = std::env::temp_dir().join("elsewhere").join("cba");
+        assert_eq!(bench_bin(&absolute, cwd), absolute, "an absolute path is kept");
         assert_eq!(bench_bin(Path::new("cba"), cwd), Path::new("cba"), "found on PATH, as Command does");
     }
 }

@@ -122,7 +122,9 @@ pub fn pkcs11_hint(e: &cba_pkcs11::Error) -> Option<&'static str> {
             "check the path (--pkcs11-module, the URI's module-path, CBA_PKCS11_MODULE) and that the module's \
              package is installed (SoftHSM2: softhsm2, /usr/lib/softhsm/libsofthsm2.so)"
         }
-        E::TokenNotFound { .. } => "fix token= in --key (`softhsm2-util --show-slots` or `pkcs11-tool -L` list them)",
+        E::TokenNotFound { .. } => {
+            "fix token= in --key (the error lists the tokens present; for SoftHSM2 `softhsm2-util --show-slots` shows them too)"
+        }
         E::TokenNotPresent { .. } => "insert the token and try again",
         E::PinIncorrect { .. } => {
             "check the PIN (the URI's pin-source file, CBA_PKCS11_PIN); a token locks after a few wrong PINs"
