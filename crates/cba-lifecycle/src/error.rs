@@ -168,7 +168,7 @@ pub enum Missing {
 }
 
 impl Missing {
-    fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Missing::Grant => "Exchange.ManageAsApp in `roles`",
             Missing::Role => "an assigned Entra role in `wids`",

@@ -109,7 +109,7 @@ pub async fn prove(
                     None => Verdict::Done,
                     Some(m) => Verdict::Retry {
                         after: None,
-                        reason: format!("the token has no {} yet (replication)", describe(m)),
+                        reason: format!("the token has no {} yet (replication)", m.describe()),
                     },
                 }
             }
@@ -166,11 +166,4 @@ fn missing(claims: &TokenClaims, role_ids: &[&str]) -> Option<Missing> {
         return Some(Missing::Role);
     }
     None
-}
-
-fn describe(m: Missing) -> &'static str {
-    match m {
-        Missing::Grant => "Exchange.ManageAsApp in `roles`",
-        Missing::Role => "an assigned Entra role in `wids`",
-    }
 }
