@@ -10,7 +10,7 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 pub use error::Error;
-pub use token::{KeyProtection, Module, Token, TokenKey};
+pub use token::{KeyProtection, Module, ObjectInfo, Token, TokenKey};
 pub use uri::KeyUri;
 
 /// A token's user PIN. `Debug` prints `[redacted]`; wiped on drop. The caller reads it (a prompt, a

@@ -333,6 +333,29 @@ impl Token {
         Ok(())
     }
 
+    /// Every object the logged-in session sees (class, label, id), sorted: what to compare before and after
+    /// something that must leave the token as it was.
+    pub fn objects(&self) -> Result<Vec<ObjectInfo>, Error> {
+        let inner = &self.inner;
+        let session = inner.session();
+        let mut out = Vec::new();
+        for handle in session.find_objects(&[]).map_err(inner.fail(None))? {
+            let wanted = [AttributeType::Class, AttributeType::Label, AttributeType::Id];
+            let mut info = ObjectInfo { class: String::new(), label: String::new(), id: Vec::new() };
+            for attribute in session.get_attributes(handle, &wanted).map_err(inner.fail(None))? {
+                match attribute {
+                    Attribute::Class(c) => info.class = c.to_string(),
+                    Attribute::Label(l) => info.label = String::from_utf8_lossy(&l).into_owned(),
+                    Attribute::Id(i) => info.id = i,
+                    _ => {}
+                }
+            }
+            out.push(info);
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Delete the key: its private and public objects and its certificates (everything with its `CKA_ID`).
     /// For rotation, once the app no longer lists the key's certificate.
     pub fn delete_key(&self, key: TokenKey) -> Result<(), Error> {
@@ -400,6 +423,18 @@ fn certificate_for(
         }
     }
     Ok(None)
+}
+
+/// An object in a token, as [`Token::objects`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub struct ObjectInfo {
+    /// `CKA_CLASS`: `CKO_PRIVATE_KEY`, `CKO_PUBLIC_KEY`, `CKO_CERTIFICATE`, ….
+    pub class: String,
+    /// `CKA_LABEL` (empty when the object has none).
+    pub label: String,
+    /// `CKA_ID` (empty when the object has none).
+    pub id: Vec<u8>,
 }
 
 /// An RSA private key inside a token: it signs there and never leaves. Implements [`KeySigner`].

@@ -180,8 +180,22 @@ fn reruns_find_the_key_and_an_existing_label_is_never_replaced_without_force() {
         let certificate = cba_cert::generate_with(&NewCertificate::new("contoso-exo-2"), &next).unwrap();
         token.store_certificate(&mut next, &certificate).unwrap();
         let old_id = replaced.id().to_vec();
+        let listed = |token: &Token| -> Vec<(String, String, Vec<u8>)> {
+            token.objects().unwrap().into_iter().map(|o| (o.class, o.label, o.id)).collect()
+        };
+        let mut both = vec![
+            ("CKO_CERTIFICATE".to_owned(), "contoso-exo-2".to_owned(), next.id().to_vec()),
+            ("CKO_PRIVATE_KEY".to_owned(), "contoso-exo".to_owned(), old_id.clone()),
+            ("CKO_PRIVATE_KEY".to_owned(), "contoso-exo-2".to_owned(), next.id().to_vec()),
+            ("CKO_PUBLIC_KEY".to_owned(), "contoso-exo".to_owned(), old_id.clone()),
+            ("CKO_PUBLIC_KEY".to_owned(), "contoso-exo-2".to_owned(), next.id().to_vec()),
+        ];
+        both.sort();
+        assert_eq!(listed(&token), both, "two key pairs and one certificate, the forced-out key gone");
         token.delete_key(replaced).unwrap();
         assert!(token.find_key(None, Some(&old_id)).unwrap().is_none());
+        assert!(listed(&token).iter().all(|(_, label, id)| label == "contoso-exo-2" && id == next.id()));
+        assert_eq!(listed(&token).len(), 3);
         assert!(token.find_key(Some("contoso-exo-2"), None).unwrap().unwrap().certificate().is_some());
     });
 }
