@@ -74,6 +74,8 @@ pub(crate) struct Knobs {
     pub(crate) exchange_role_delay: Option<Duration>,
     /// Exchange refuses a request without the `X-AnchorMailbox` of the token's tenant.
     pub(crate) require_anchor_mailbox: bool,
+    /// Opening the admin-consent page consents at once (else a test approves it: `SimTenant::approve_consent`).
+    pub(crate) admin_consent_auto_approve: bool,
 }
 
 impl Default for Knobs {
@@ -102,6 +104,7 @@ impl Default for Knobs {
             fail_after_commit: 0,
             exchange_role_delay: None,
             require_anchor_mailbox: true,
+            admin_consent_auto_approve: false,
         }
     }
 }

@@ -286,7 +286,7 @@ pub(crate) fn pending_device_codes(state: &State, now_ms: i64) -> Vec<String> {
         .collect()
 }
 
-fn sim_error(status: u16, message: &str) -> Reply {
+pub(crate) fn sim_error(status: u16, message: &str) -> Reply {
     Reply::json(status, &json!({"error": {"code": "SimInspection", "message": message}}))
 }
 
@@ -349,9 +349,15 @@ pub(crate) fn handle(shared: &Shared, request: &Request, segments: &[String]) ->
                 None => sim_error(400, "body must be {\"advance_secs\": <integer>}"),
             }
         }
+        ("GET", ["tenants"]) => crate::fleet_routes::tenants(shared),
+        ("GET", ["consents"]) => crate::fleet_routes::pending_consents(shared),
+        ("POST", ["consent"]) => crate::fleet_routes::approve_consent(shared, request),
+        ("POST", ["tenant-fault"]) => crate::fleet_routes::tenant_fault(shared, request),
+        ("POST", ["seed-fleet"]) => crate::fleet_routes::seed_fleet(shared, request),
+        ("GET", ["request-count"]) => crate::fleet_routes::request_count(shared),
         _ => sim_error(
             404,
-            "unknown inspection route: GET /_sim/state, GET /_sim/requests, GET /_sim/device-codes, POST /_sim/device-codes/{user_code}/{approve|decline|expire}, POST /_sim/clock, POST /_sim/fail-after-commit",
+            "unknown inspection route: GET /_sim/state, GET /_sim/requests, GET /_sim/device-codes, POST /_sim/device-codes/{user_code}/{approve|decline|expire}, POST /_sim/clock, POST /_sim/fail-after-commit, GET /_sim/tenants, GET /_sim/consents, POST /_sim/consent, POST /_sim/tenant-fault, POST /_sim/seed-fleet, GET /_sim/request-count",
         ),
     }
 }

@@ -4,8 +4,10 @@
 
 mod clock;
 mod config;
+mod consent;
 mod exchange;
 mod faults;
+mod fleet_routes;
 mod graph;
 mod http;
 mod ids;
@@ -15,6 +17,7 @@ mod login;
 mod server;
 mod sim;
 mod state;
+mod tenant_faults;
 pub mod wellknown;
 
 pub use config::{DuplicateRoleAssignment, Service};
@@ -22,4 +25,5 @@ pub use inspect::{
     AppRoleAssignmentSnapshot, ApplicationSnapshot, KeyCredentialSnapshot, RequestRecord, RoleAssignmentSnapshot,
     ServicePrincipalSnapshot, StateSnapshot, TenantSnapshot,
 };
+pub use tenant_faults::TenantFault;
 pub use sim::{ConnectionInfo, SeededApp, SimError, SimTenant, SimTenantBuilder, TenantInfo};

@@ -75,6 +75,12 @@ pub(crate) fn handle(shared: &Shared, state: &mut State, request: &Request, segm
         [tenant, a, b, c] if a == "oauth2" && b == "v2.0" && c == "devicecode" => {
             post_only(request).and_then(|()| device_code(shared, state, request, tenant))
         }
+        [tenant, a] if a == "adminconsent" => {
+            get_only(request).and_then(|()| admin_consent(shared, state, request, tenant, false))
+        }
+        [tenant, a, b] if a == "v2.0" && b == "adminconsent" => {
+            get_only(request).and_then(|()| admin_consent(shared, state, request, tenant, true))
+        }
         [tenant, a, b, c] if a == "v2.0" && b == ".well-known" && c == "openid-configuration" => {
             openid_configuration(shared, state, tenant)
         }
@@ -86,7 +92,7 @@ pub(crate) fn handle(shared: &Shared, state: &mut State, request: &Request, segm
             "invalid_request",
             900561,
             format!(
-                "The endpoint '{}' is not simulated by cba-sim (supported: /{{tenant}}/oauth2/v2.0/token, /{{tenant}}/oauth2/v2.0/devicecode, /{{tenant}}/v2.0/.well-known/openid-configuration, /{{tenant}}/discovery/v2.0/keys).",
+                "The endpoint '{}' is not simulated by cba-sim (supported: /{{tenant}}/oauth2/v2.0/token, /{{tenant}}/oauth2/v2.0/devicecode, /{{tenant}}/v2.0/.well-known/openid-configuration, /{{tenant}}/discovery/v2.0/keys, /{{tenant}}/adminconsent, /{{tenant}}/v2.0/adminconsent).",
                 request.url.path()
             ),
         )),
@@ -104,6 +110,140 @@ fn post_only(request: &Request) -> Result<(), Aadsts> {
             format!("The endpoint only accepts POST requests. Received a {} request.", request.method),
         ))
     }
+}
+
+fn get_only(request: &Request) -> Result<(), Aadsts> {
+    if request.method.as_str() == "GET" {
+        Ok(())
+    } else {
+        Err(fail(
+            "invalid_request",
+            900561,
+            format!(
+                "The endpoint only accepts GET requests (a browser opens it). Received a {} request.",
+                request.method
+            ),
+        ))
+    }
+}
+
+/// The admin-consent page a customer's admin opens in a browser: `GET /{tenant}/adminconsent?client_id=…`
+/// (v1: every permission in the app's requiredResourceAccess) or `GET /{tenant}/v2.0/adminconsent?client_id=…
+/// &scope=https://outlook.office365.com/.default` (the resources named), with an optional `redirect_uri` that
+/// must be one of the app's `web.redirectUris` and an opaque `state`. The sim cannot show the page, so it
+/// records the request and waits for the admin's click (`SimTenant::approve_consent`, `POST /_sim/consent`);
+/// with `admin_consent_auto_approve` it consents at once and redirects like Entra
+/// (`redirect_uri?admin_consent=True&tenant={tid}[&scope=…][&state=…]`). Errors are the login service's JSON
+/// error body, where Entra shows an HTML error page (or redirects with `error=`): UNVERIFIED shape.
+fn admin_consent(
+    shared: &Shared,
+    state: &mut State,
+    request: &Request,
+    tenant: &str,
+    v2: bool,
+) -> Result<Reply, Aadsts> {
+    if tenant.eq_ignore_ascii_case("organizations") || tenant.eq_ignore_ascii_case("common") {
+        return Err(fail(
+            "invalid_request",
+            50059,
+            format!(
+                "No tenant-identifying information found in either the request or implied by any provided credentials. cba-sim cannot tell which tenant the signed-in admin belongs to: name the customer tenant (id or domain) instead of '{tenant}'."
+            ),
+        ));
+    }
+    let tenant_index = resolve_tenant(state, tenant)?;
+    let query = http::query(request);
+    let client_id = http::param(&query, "client_id").ok_or_else(|| missing("client_id"))?;
+    let resources = if v2 {
+        let scope = http::param(&query, "scope").ok_or_else(|| missing("scope"))?;
+        Some(consent_resources(scope)?)
+    } else {
+        None
+    };
+    let now_ms = shared.clock.now_ms();
+    let app = state
+        .application_for(tenant_index, client_id, now_ms)
+        .ok_or_else(|| not_found_in_directory(client_id, &state.tenants[tenant_index]))?;
+    let redirect = http::param(&query, "redirect_uri");
+    if let Some(uri) = redirect {
+        let registered = app
+            .props
+            .get("web")
+            .and_then(|w| w.get("redirectUris"))
+            .and_then(Value::as_array)
+            .is_some_and(|uris| uris.iter().any(|u| u.as_str() == Some(uri)));
+        if !registered {
+            return Err(fail(
+                "invalid_request",
+                50011,
+                format!(
+                    "The redirect URI '{uri}' specified in the request does not match the redirect URIs configured for the application '{client_id}'. Make sure the redirect URI sent in the request matches one added to your application in the Azure portal (web.redirectUris), or leave redirect_uri out."
+                ),
+            ));
+        }
+    }
+    let app_name = app.display_name.clone();
+    let app_id = app.app_id.clone();
+    let tenant_id = state.tenants[tenant_index].id.clone();
+    let domain = state.tenants[tenant_index].domain.clone();
+    if !shared.knobs.admin_consent_auto_approve {
+        crate::consent::record(state, tenant_index, &app_id, resources);
+        let page = format!(
+            "<!DOCTYPE html><html><head><title>Permissions requested</title></head><body><h1>Permissions requested</h1><p>{app_name} ({app_id}) asks for admin consent in {domain} ({tenant_id}).</p><p>cba-sim cannot show the Accept button: the admin's click is POST {}/_sim/consent {{\"tenant\": \"{tenant_id}\", \"app_id\": \"{app_id}\"}} (or SimTenant::approve_consent).</p></body></html>",
+            shared.base_url
+        );
+        return Ok(html(200, page));
+    }
+    crate::consent::grant(shared, state, tenant_index, &app_id, resources.as_deref());
+    match redirect {
+        Some(uri) => {
+            let mut location = url::Url::parse(uri).map_err(|_| {
+                fail("invalid_request", 50011, format!("The redirect URI '{uri}' is not an absolute URL."))
+            })?;
+            {
+                let mut pairs = location.query_pairs_mut();
+                pairs.append_pair("admin_consent", "True").append_pair("tenant", &tenant_id);
+                if let Some(scope) = http::param(&query, "scope").filter(|_| v2) {
+                    pairs.append_pair("scope", scope);
+                }
+                if let Some(state_param) = http::param(&query, "state") {
+                    pairs.append_pair("state", state_param);
+                }
+            }
+            Ok(Reply::empty(302).header("Location", location.to_string()))
+        }
+        None => Ok(html(
+            200,
+            format!(
+                "<!DOCTYPE html><html><body><p>{app_name} ({app_id}) was granted admin consent in {domain}.</p></body></html>"
+            ),
+        )),
+    }
+}
+
+fn html(status: u16, page: String) -> Reply {
+    Reply { status, headers: Vec::new(), body: Some((page.into_bytes(), "text/html; charset=utf-8")) }
+}
+
+/// The resource app ids of a v2 admin-consent `scope`: `<resource>/.default` items (space separated).
+fn consent_resources(scope: &str) -> Result<Vec<String>, Aadsts> {
+    let mut resources = Vec::new();
+    for item in scope.split_whitespace() {
+        let resource = item.strip_suffix("/.default").and_then(wellknown::resource_for).ok_or_else(|| {
+            fail(
+                "invalid_scope",
+                70011,
+                format!(
+                    "The provided value for the input parameter 'scope' is not valid. The scope '{item}' is not valid: admin consent takes <resource>/.default (https://outlook.office365.com/.default, https://graph.microsoft.com/.default)."
+                ),
+            )
+        })?;
+        resources.push(wellknown::resource_app_id(resource).to_string());
+    }
+    if resources.is_empty() {
+        return Err(missing("scope"));
+    }
+    Ok(resources)
 }
 
 /// Find the tenant named in the path (GUID or verified domain; `organizations`/`common` mean the first tenant,

@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::config::{Knobs, Service};
 use crate::http::{self, Reply};
 use crate::state::State;
-use crate::{RequestRecord, exchange, faults, graph, inspect, login};
+use crate::{RequestRecord, exchange, faults, graph, inspect, login, tenant_faults};
 
 /// The request log keeps this many entries (a long `cba sim serve` must not grow without bound).
 const REQUEST_LOG_LIMIT: usize = 10_000;
@@ -38,7 +38,13 @@ pub(crate) fn classify(segments: &[String]) -> Option<Service> {
     match segments.first().map(String::as_str) {
         Some("v1.0" | "beta") => Some(Service::Graph),
         Some("adminapi") => Some(Service::Exchange),
-        Some(_) if matches!(segments.get(1).map(String::as_str), Some("oauth2" | "v2.0" | "discovery")) => {
+        Some(_)
+            if matches!(
+                segments.get(1).map(String::as_str),
+                Some("oauth2" | "v2.0" | "discovery" | "adminconsent")
+            ) =>
+        {
+
             Some(Service::Login)
         }
         _ => None,
@@ -54,8 +60,14 @@ impl Respond for Responder {
         }
         let service = classify(&segments);
         let mut state = shared.lock();
-        state.purge_deleted(shared.clock.now_ms());
-        let fault = service.and_then(|s| faults::check(shared, &mut state, s, request));
+        if !shared.knobs.delete_replication_delay.is_zero() {
+            // Without the knob deletes take effect at once: nothing to purge (and 1,000 tenants to walk).
+            state.purge_deleted(shared.clock.now_ms());
+        }
+        let fault = service.and_then(|s| {
+            faults::check(shared, &mut state, s, request)
+                .or_else(|| tenant_faults::check(shared, &mut state, s, request, &segments))
+        });
         let reply = match (fault, service) {
             (Some(reply), _) => reply,
             (None, Some(Service::Login)) => login::handle(shared, &mut state, request, &segments),
@@ -78,6 +90,7 @@ fn catch_all(shared: &Shared, request: &Request, segments: &[String]) -> Reply {
 }
 
 fn record(state: &mut State, request: &Request, service: Option<Service>, reply: &Reply) {
+    state.requests_total += 1;
     if state.requests.len() >= REQUEST_LOG_LIMIT {
         state.requests.remove(0);
     }

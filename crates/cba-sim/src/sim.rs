@@ -22,10 +22,10 @@ use crate::wellknown::{self, ADMIN_SCOPES, EXCHANGE_APP_ID, MANAGE_AS_APP_ROLE_I
 use crate::{ids, login};
 
 /// The public client id the builder's admin token names (Microsoft Graph Command Line Tools).
-const ADMIN_CLIENT_ID: &str = "14d82eec-204b-4c2f-b7e8-296a70dab67e";
+pub(crate) const ADMIN_CLIENT_ID: &str = "14d82eec-204b-4c2f-b7e8-296a70dab67e";
 
 /// The delegated scopes of the builder's admin tokens: the setup scopes and User.Read (for `GET /organization`).
-fn admin_scopes() -> Vec<String> {
+pub(crate) fn admin_scopes() -> Vec<String> {
     ADMIN_SCOPES.iter().map(|s| s.to_string()).chain(std::iter::once("User.Read".to_string())).collect()
 }
 
@@ -108,6 +108,16 @@ impl SimTenantBuilder {
     /// Add another tenant (random id, `<name>.onmicrosoft.com`), with its own admin and pre-seeded objects.
     pub fn tenant(mut self, name: &str) -> Self {
         self.tenants.push(TenantSpec::named(name));
+        self
+    }
+
+    /// Add `n` customer tenants for a service provider's fleet: `customer0001` … (domains
+    /// `customerNNNN.onmicrosoft.com`, at least four digits), each with its own id, admin and pre-seeded objects,
+    /// after the tenants named so far. The primary tenant stands for the provider. Cheap: a tenant holds a few
+    /// KiB (mailboxes are generated on the fly), so thousands start in well under a second.
+    pub fn customer_tenants(mut self, n: usize) -> Self {
+        let width = n.to_string().len().max(4);
+        self.tenants.extend((1..=n).map(|i| TenantSpec::named(&format!("customer{i:0width$}"))));
         self
     }
 
@@ -290,6 +300,14 @@ impl SimTenantBuilder {
         self
     }
 
+    /// Whether opening the admin-consent page (`{login}/{tenant}/adminconsent?client_id=…`) consents at once
+    /// (default false: the consent waits for [`SimTenant::approve_consent`] or `POST /_sim/consent`, the customer
+    /// admin's click on Accept).
+    pub fn admin_consent_auto_approve(mut self, auto: bool) -> Self {
+        self.knobs.admin_consent_auto_approve = auto;
+        self
+    }
+
     /// Start the sim.
     ///
     /// # Panics
@@ -304,7 +322,7 @@ impl SimTenantBuilder {
 
     /// Start the sim, or say why it cannot.
     pub async fn try_start(self) -> Result<SimTenant, SimError> {
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         for spec in &self.tenants {
             let label_ok = !spec.name.is_empty()
                 && spec.name.len() <= 48
@@ -317,11 +335,9 @@ impl SimTenantBuilder {
             {
                 return Err(SimError::InvalidTenant(id.clone()));
             }
-            let key = spec.name.to_ascii_lowercase();
-            if seen.contains(&key) {
+            if !seen.insert(spec.name.to_ascii_lowercase()) {
                 return Err(SimError::DuplicateTenant(spec.name.clone()));
             }
-            seen.push(key);
         }
         let listener = std::net::TcpListener::bind(("127.0.0.1", self.port))
             .map_err(|source| SimError::Bind { port: self.port, source })?;
@@ -340,10 +356,10 @@ impl SimTenantBuilder {
             let id = spec.id.clone().map(|i| i.to_ascii_lowercase()).unwrap_or_else(ids::guid);
             let domain =
                 spec.domain.clone().unwrap_or_else(|| format!("{}.onmicrosoft.com", spec.name.to_ascii_lowercase()));
-            if state.tenants.iter().any(|t| t.id == id || t.domain.eq_ignore_ascii_case(&domain)) {
+            if state.tenant_index(&id).is_some() || state.tenant_index(&domain).is_some() {
                 return Err(SimError::DuplicateTenant(id));
             }
-            state.tenants.push(Tenant::new(id.clone(), spec.name.clone(), domain.clone(), self.knobs.mailboxes));
+            state.add_tenant(Tenant::new(id.clone(), spec.name.clone(), domain.clone(), self.knobs.mailboxes));
             tenants.push(TenantInfo { id, name: spec.name.clone(), domain });
         }
         let shared = Arc::new(Shared { state: Mutex::new(state), knobs: self.knobs, clock, base_url });
@@ -508,6 +524,38 @@ impl SimTenant {
         }
     }
 
+    /// Admin consents waiting for the customer admin's click: `(tenant id, app id)` of every consent page opened
+    /// (`{login}/{tenant}/adminconsent?client_id=…`) and not yet approved.
+    pub fn pending_consents(&self) -> Vec<(String, String)> {
+        let state = self.shared.lock();
+        state.pending_consents.iter().map(|p| (state.tenants[p.tenant_index].id.clone(), p.app_id.clone())).collect()
+    }
+
+    /// The customer admin accepts the consent page opened for `app_id` in `tenant` (name, id or domain): the
+    /// app's service principal and the app-role grants of its requiredResourceAccess appear there after the
+    /// replication delay. Returns the service principal's id, or `None` when no such page is open.
+    pub fn approve_consent(&self, tenant: &str, app_id: &str) -> Option<String> {
+        let mut state = self.shared.lock();
+        let index = self.tenant_index(&state, tenant)?;
+        crate::consent::approve(&self.shared, &mut state, index, app_id).map(|g| g.service_principal_id)
+    }
+
+    /// Aim faults at one tenant (name, id or domain): throttling, 500s or an Exchange that refuses the app; the
+    /// other tenants are served normally. Replaces the tenant's previous fault; `TenantFault::default()` clears it.
+    ///
+    /// # Panics
+    /// When the tenant is unknown.
+    pub fn set_tenant_fault(&self, tenant: &str, fault: crate::TenantFault) {
+        let mut state = self.shared.lock();
+        let index =
+            self.tenant_index(&state, tenant).unwrap_or_else(|| panic!("set_tenant_fault: no tenant {tenant:?}"));
+        if fault.is_clear() {
+            state.tenant_faults.remove(&index);
+        } else {
+            state.tenant_faults.insert(index, fault);
+        }
+    }
+
     /// What `cba sim serve` prints.
     pub fn connection_info(&self) -> ConnectionInfo {
         ConnectionInfo {
@@ -521,8 +569,7 @@ impl SimTenant {
     }
 
     fn tenant_index(&self, state: &State, key: &str) -> Option<usize> {
-        let id = &self.tenant(key)?.id;
-        state.tenant_index(id)
+        state.tenant_index(key).or_else(|| state.tenant_index(&self.tenant(key)?.id))
     }
 
     fn seed(&self, tenant: &str, name: &str, certificates: &[&[u8]], audience: &str) -> SeededApp {

@@ -25,6 +25,25 @@ pub(crate) struct State {
     pub(crate) fail_after_commit: Vec<FailAfterCommit>,
     /// Opaque (non-JWT) bearer tokens the sim accepts, with the claims they stand for.
     pub(crate) opaque_tokens: HashMap<String, crate::jwt::AccessClaims>,
+    /// Lower-case tenant id and domain → index in `tenants` (a sim may hold thousands of tenants).
+    pub(crate) tenant_keys: HashMap<String, usize>,
+    /// Admin consents a customer admin has opened (`/adminconsent`) and not yet approved.
+    pub(crate) pending_consents: Vec<PendingConsent>,
+    /// Per-tenant throttling and failures (`SimTenant::tenant_fault`, `POST /_sim/tenant-fault`), by tenant index.
+    pub(crate) tenant_faults: HashMap<usize, crate::tenant_faults::TenantFault>,
+    /// Admin tokens `GET /_sim/tenants` handed out, with their `exp` (minting a thousand costs ~1 s of RSA).
+    pub(crate) admin_tokens: HashMap<usize, (String, i64)>,
+    /// Requests the simulated services answered since start (`GET /_sim/request-count`).
+    pub(crate) requests_total: u64,
+}
+
+/// An admin-consent page a customer admin has opened: approving it is the admin's click on Accept.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingConsent {
+    pub(crate) tenant_index: usize,
+    pub(crate) app_id: String,
+    /// Resources of a v2 request's `scope` (`None`: the v1 form, every resource in requiredResourceAccess).
+    pub(crate) resources: Option<Vec<String>>,
 }
 
 /// The next `remaining` Graph writes matching `method` (any write when `None`) and `path_prefix` (below
@@ -349,16 +368,24 @@ impl Tenant {
 }
 
 impl State {
+    /// Add a tenant (its id and domain must not be taken: the builder checks).
+    pub(crate) fn add_tenant(&mut self, tenant: Tenant) -> usize {
+        let index = self.tenants.len();
+        self.tenant_keys.insert(tenant.id.to_ascii_lowercase(), index);
+        self.tenant_keys.insert(tenant.domain.to_ascii_lowercase(), index);
+        self.tenants.push(tenant);
+        index
+    }
+
     pub(crate) fn tenant(&self, id_or_domain: &str) -> Option<&Tenant> {
-        self.tenants
-            .iter()
-            .find(|t| t.id.eq_ignore_ascii_case(id_or_domain) || t.domain.eq_ignore_ascii_case(id_or_domain))
+        self.tenant_index(id_or_domain).map(|i| &self.tenants[i])
     }
 
     pub(crate) fn tenant_index(&self, id_or_domain: &str) -> Option<usize> {
-        self.tenants
-            .iter()
-            .position(|t| t.id.eq_ignore_ascii_case(id_or_domain) || t.domain.eq_ignore_ascii_case(id_or_domain))
+        match self.tenant_keys.get(id_or_domain) {
+            Some(&index) => Some(index),
+            None => self.tenant_keys.get(&id_or_domain.to_ascii_lowercase()).copied(),
+        }
     }
 
     /// The application object behind `app_id` as `tenant_index` sees it: its own registration, or a

@@ -10,11 +10,13 @@ Examples:
   cba sim serve                                   # prints one JSON line, serves until Ctrl-C
   cba sim serve --port 8080 --replication-delay-ms 2000 --throttle-every 10
   cba sim serve --tenant contoso --add-tenant fabrikam --mailboxes 10000
+  cba sim serve --tenants 1000 --latency-ms 50        # a provider and 1,000 customer tenants
 
 The JSON line holds login_url, graph_url, exchange_url (one loopback root standing for
 login.microsoftonline.com, graph.microsoft.com and outlook.office365.com), tenant_id, tenant_domain and
 admin_token (a delegated Graph token of the tenant's Global Administrator). Inspect the sim with
-GET <graph_url>/_sim/state and GET <graph_url>/_sim/requests.";
+GET <graph_url>/_sim/state and GET <graph_url>/_sim/requests; GET <graph_url>/_sim/tenants lists every
+tenant with its admin token, the provider first.";
 
 /// Exchange Administrator's role template id (docs/wire-formats.md §1).
 const EXCHANGE_ADMINISTRATOR: &str = "29232cdf-9323-42fd-ade2-1d097af3e4de";
@@ -72,9 +74,17 @@ pub struct ServeArgs {
     /// Another tenant in the same sim (repeatable), e.g. a customer tenant for a multi-tenant app.
     #[arg(long, value_name = "NAME")]
     pub add_tenant: Vec<String>,
+    /// A service provider's fleet: N customer tenants (customer0001 … customerNNNN.onmicrosoft.com) beside the
+    /// primary (provider) tenant; GET <graph_url>/_sim/tenants lists them with their admin tokens.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub tenants: usize,
+    /// Opening the admin-consent page consents at once (default: it waits for POST <graph_url>/_sim/consent).
+    #[arg(long)]
+    pub auto_consent: bool,
     /// Pre-register an app "seeded-app" with this certificate (.cer/.pem), Exchange.ManageAsApp granted and
     /// Exchange Administrator assigned, as if `cba setup` had run; its client id is added to the JSON line as
-    /// `seeded_app_id`. For pipelines that only need `cba token`/`cba exo` to work.
+    /// `seeded_app_id`. For pipelines that only need `cba token`/`cba exo` to work. With --tenants the app is
+    /// multi-tenant and consented, granted and assigned the role in every customer tenant too.
     #[arg(long, value_name = "FILE")]
     pub seed_app_cert: Option<std::path::PathBuf>,
 }
@@ -99,7 +109,9 @@ fn builder(args: &ServeArgs) -> cba_sim::SimTenantBuilder {
         .device_code_delay(Duration::from_millis(args.device_code_delay_ms))
         .device_code_interval(Duration::from_secs(args.device_code_interval_secs))
         .clock_offset(time::Duration::seconds(args.clock_offset_secs))
-        .mailboxes(args.mailboxes);
+        .mailboxes(args.mailboxes)
+        .customer_tenants(args.tenants)
+        .admin_consent_auto_approve(args.auto_consent);
     if let Some(port) = args.port {
         builder = builder.port(port);
     }
@@ -128,9 +140,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let sim = builder(&args).try_start().await?;
         let mut info = serde_json::to_value(sim.connection_info())?;
         if let Some(cert) = seed_cert {
-            let app = sim.seed_app("seeded-app", &[cert.der()]).await;
+            let provider = sim.tenant_id().to_string();
+            let app = sim.seed_app_in(&provider, "seeded-app", &[cert.der()], args.tenants > 0).await;
             sim.seed_grant_manage_as_app(&app).await;
             sim.seed_role_assignment(&app, EXCHANGE_ADMINISTRATOR).await;
+            // The builder adds the customer tenants right after the primary one.
+            let customers: Vec<String> =
+                sim.tenants().iter().skip(1).take(args.tenants).map(|t| t.id.clone()).collect();
+            for customer in &customers {
+                let consented = sim.seed_consent(&app, customer).await;
+                sim.seed_grant_manage_as_app(&consented).await;
+                sim.seed_role_assignment(&consented, EXCHANGE_ADMINISTRATOR).await;
+            }
             info["seeded_app_id"] = serde_json::Value::String(app.app_id.clone());
         }
         let line = serde_json::to_string(&info)?;

@@ -5,7 +5,7 @@ mod applications;
 mod key_credentials;
 mod query;
 mod roles;
-mod service_principals;
+pub(crate) mod service_principals;
 
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;

@@ -226,6 +226,17 @@ fn new_service_principal(
     props: Map<String, Value>,
 ) -> Result<ServicePrincipal, GraphError> {
     let app = state.application_for(ctx.tenant, app_id, ctx.now_ms).ok_or_else(|| no_backing_application(app_id))?;
+    Ok(service_principal_for(state, app, props, ctx.visible_at()))
+}
+
+/// The service principal of `app` in a tenant (its own, or a customer tenant's after consent), with the app
+/// roles the application defines, visible from `visible_at_ms`.
+pub(crate) fn service_principal_for(
+    state: &State,
+    app: &crate::state::Application,
+    props: Map<String, Value>,
+    visible_at_ms: i64,
+) -> ServicePrincipal {
     let app_roles = app
         .props
         .get("appRoles")
@@ -243,7 +254,7 @@ fn new_service_principal(
                 .collect()
         })
         .unwrap_or_default();
-    Ok(ServicePrincipal {
+    ServicePrincipal {
         id: ids::guid(),
         app_id: app.app_id.clone(),
         display_name: app.display_name.clone(),
@@ -252,9 +263,9 @@ fn new_service_principal(
         sign_in_audience: app.sign_in_audience.clone(),
         built_in: false,
         props,
-        visible_at_ms: ctx.visible_at(),
+        visible_at_ms,
         gone_at_ms: None,
-    })
+    }
 }
 
 fn duplicate_sp() -> GraphError {

@@ -5,6 +5,7 @@ mod deletes;
 mod device_code;
 mod exchange;
 mod faults;
+mod fleet;
 mod graph_apps;
 mod graph_sps;
 mod graph_upsert;
