@@ -74,6 +74,12 @@ pub(crate) struct Knobs {
     pub(crate) exchange_role_delay: Option<Duration>,
     /// Exchange refuses a request without the `X-AnchorMailbox` of the token's tenant.
     pub(crate) require_anchor_mailbox: bool,
+    /// How long a role-group membership change takes to reach app-only authorization in Exchange.
+    pub(crate) exchange_rbac_delay: Duration,
+    /// Exchange organizations start dehydrated: custom role groups need Enable-OrganizationCustomization.
+    pub(crate) dehydrated: bool,
+    /// How long Enable-OrganizationCustomization takes to complete.
+    pub(crate) enable_customization_delay: Duration,
     /// Opening the admin-consent page consents at once (else a test approves it: `SimTenant::approve_consent`).
     pub(crate) admin_consent_auto_approve: bool,
 }
@@ -104,6 +110,9 @@ impl Default for Knobs {
             fail_after_commit: 0,
             exchange_role_delay: None,
             require_anchor_mailbox: true,
+            exchange_rbac_delay: Duration::ZERO,
+            dehydrated: false,
+            enable_customization_delay: Duration::ZERO,
             admin_consent_auto_approve: false,
         }
     }
@@ -117,6 +126,11 @@ impl Knobs {
     /// How far behind Graph Exchange's view of role assignments is, in milliseconds.
     pub(crate) fn exchange_role_ms(&self) -> i64 {
         self.exchange_role_delay.unwrap_or(self.replication_delay).as_millis() as i64
+    }
+
+    /// How long a role-group membership change takes to reach Exchange authorization, in milliseconds.
+    pub(crate) fn exchange_rbac_ms(&self) -> i64 {
+        self.exchange_rbac_delay.as_millis() as i64
     }
 
     /// When a delete made at `now_ms` reaches reads: `None` (at once) unless `delete_replication_delay` is set.

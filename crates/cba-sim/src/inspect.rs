@@ -56,6 +56,60 @@ pub struct TenantSnapshot {
     pub app_role_assignments: Vec<AppRoleAssignmentSnapshot>,
     /// Directory role assignments.
     pub role_assignments: Vec<RoleAssignmentSnapshot>,
+    /// Exchange service principals (New-ServicePrincipal).
+    #[serde(default)]
+    pub exchange_service_principals: Vec<ExchangeServicePrincipalSnapshot>,
+    /// Exchange role groups, the built-in ones included.
+    #[serde(default)]
+    pub role_groups: Vec<RoleGroupSnapshot>,
+    /// Exchange management scopes.
+    #[serde(default)]
+    pub management_scopes: Vec<ManagementScopeSnapshot>,
+    /// Whether Exchange still refuses custom role groups (the `dehydrated` knob, until
+    /// Enable-OrganizationCustomization has completed).
+    #[serde(default)]
+    pub exchange_dehydrated: bool,
+}
+
+/// An Exchange service principal: Exchange's pointer at an Entra service principal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ExchangeServicePrincipalSnapshot {
+    /// The application's client id.
+    pub app_id: String,
+    /// The Entra service principal's object id it was created with.
+    pub object_id: String,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// An Exchange role group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct RoleGroupSnapshot {
+    /// Name (also its identity).
+    pub name: String,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Member names: the ObjectId of a service principal, the alias of a mailbox.
+    pub members: Vec<String>,
+    /// The management scope limiting its writes (`CustomRecipientWriteScope`), if any.
+    pub write_scope: Option<String>,
+    /// One of the built-in groups (Organization Management, ...).
+    pub built_in: bool,
+}
+
+/// An Exchange management scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ManagementScopeSnapshot {
+    /// Name (also its identity).
+    pub name: String,
+    /// The OPATH filter, as given.
+    pub recipient_restriction_filter: String,
 }
 
 impl TenantSnapshot {
@@ -257,6 +311,10 @@ pub(crate) fn snapshot(state: &State, now_ms: i64) -> StateSnapshot {
                     replicated: r.visible_at_ms <= now_ms,
                 })
                 .collect(),
+            exchange_service_principals: state.exchange.snapshot(&t.id, now_ms).service_principals,
+            role_groups: state.exchange.snapshot(&t.id, now_ms).role_groups,
+            management_scopes: state.exchange.snapshot(&t.id, now_ms).management_scopes,
+            exchange_dehydrated: state.exchange.snapshot(&t.id, now_ms).dehydrated,
         })
         .collect();
     StateSnapshot { tenants }

@@ -22,8 +22,9 @@ pub mod wellknown;
 
 pub use config::{DuplicateRoleAssignment, Service};
 pub use inspect::{
-    AppRoleAssignmentSnapshot, ApplicationSnapshot, KeyCredentialSnapshot, RequestRecord, RoleAssignmentSnapshot,
-    ServicePrincipalSnapshot, StateSnapshot, TenantSnapshot,
+    AppRoleAssignmentSnapshot, ApplicationSnapshot, ExchangeServicePrincipalSnapshot, KeyCredentialSnapshot,
+    ManagementScopeSnapshot, RequestRecord, RoleAssignmentSnapshot, RoleGroupSnapshot, ServicePrincipalSnapshot,
+    StateSnapshot, TenantSnapshot,
 };
 pub use tenant_faults::TenantFault;
 pub use sim::{ConnectionInfo, SeededApp, SimError, SimTenant, SimTenantBuilder, TenantInfo};

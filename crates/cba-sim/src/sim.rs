@@ -300,6 +300,28 @@ impl SimTenantBuilder {
         self
     }
 
+    /// How long an Exchange role-group membership change (Add-/Remove-RoleGroupMember, Remove-RoleGroup,
+    /// Remove-ServicePrincipal) takes to reach app-only authorization (default 0). The RBAC read cmdlets show
+    /// the change at once; the app's cmdlets are allowed or refused by the old membership until then.
+    pub fn exchange_rbac_delay(mut self, delay: Duration) -> Self {
+        self.knobs.exchange_rbac_delay = delay;
+        self
+    }
+
+    /// Exchange organizations start dehydrated (default false): New-RoleGroup is refused with
+    /// InvalidOperationInDehydratedContextException until Enable-OrganizationCustomization has completed, and
+    /// Get-OrganizationConfig reports `IsDehydrated: true`.
+    pub fn dehydrated(mut self, dehydrated: bool) -> Self {
+        self.knobs.dehydrated = dehydrated;
+        self
+    }
+
+    /// How long Enable-OrganizationCustomization takes to complete (default 0: at once).
+    pub fn enable_customization_delay(mut self, delay: Duration) -> Self {
+        self.knobs.enable_customization_delay = delay;
+        self
+    }
+
     /// Whether opening the admin-consent page (`{login}/{tenant}/adminconsent?client_id=…`) consents at once
     /// (default false: the consent waits for [`SimTenant::approve_consent`] or `POST /_sim/consent`, the customer
     /// admin's click on Accept).
@@ -351,6 +373,7 @@ impl SimTenantBuilder {
             state.fail_after_commit.push(FailAfterCommit::parse(self.knobs.fail_after_commit, "*"));
         }
         state.exchange.fail_after_execute = self.knobs.exchange_fail_after_execute;
+        state.exchange.dehydrated = self.knobs.dehydrated;
         let mut tenants = Vec::new();
         for spec in &self.tenants {
             let id = spec.id.clone().map(|i| i.to_ascii_lowercase()).unwrap_or_else(ids::guid);
@@ -410,6 +433,8 @@ pub struct ConnectionInfo {
     pub tenant_domain: String,
     /// Delegated Graph token of the primary tenant's admin.
     pub admin_token: String,
+    /// Delegated Exchange token of the primary tenant's admin (anchor `UPN:admin@<tenant domain>`).
+    pub exchange_admin_token: String,
 }
 
 impl std::fmt::Debug for ConnectionInfo {
@@ -418,6 +443,7 @@ impl std::fmt::Debug for ConnectionInfo {
             .field("login_url", &self.login_url)
             .field("tenant_id", &self.tenant_id)
             .field("admin_token", &"[redacted]")
+            .field("exchange_admin_token", &"[redacted]")
             .finish_non_exhaustive()
     }
 }
@@ -499,6 +525,21 @@ impl SimTenant {
         Some(login::mint_admin_token(&self.shared, &state.tenants[index], ADMIN_CLIENT_ID, &admin_scopes()))
     }
 
+    /// A delegated Exchange token of the primary tenant's admin (Global Administrator, so Organization
+    /// Management in Exchange), as the admin's device-code sign-in with the Exchange Online PowerShell client
+    /// gives it: `aud` the Exchange resource, `scp`, `upn`, `wids`. InvokeCommand takes it with
+    /// `X-AnchorMailbox: UPN:<upn>`.
+    pub fn exchange_admin_token(&self) -> String {
+        self.exchange_admin_token_for(self.tenant_id()).unwrap_or_default()
+    }
+
+    /// The delegated Exchange admin token of another tenant (by name, id or domain).
+    pub fn exchange_admin_token_for(&self, tenant: &str) -> Option<String> {
+        let state = self.shared.lock();
+        let index = self.tenant_index(&state, tenant)?;
+        Some(crate::exchange::admin_token(&self.shared, &state.tenants[index]))
+    }
+
     /// Like [`SimTenant::admin_token`], but an opaque string, not a JWT: Graph routes accept it (as Entra may
     /// issue tokens a client cannot read), so a test can prove a client never decodes its bearer token.
     pub fn admin_token_opaque(&self) -> String {
@@ -565,6 +606,7 @@ impl SimTenant {
             tenant_id: self.tenant_id().to_string(),
             tenant_domain: self.tenant_domain().to_string(),
             admin_token: self.admin_token(),
+            exchange_admin_token: self.exchange_admin_token(),
         }
     }
 

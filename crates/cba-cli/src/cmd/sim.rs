@@ -14,7 +14,9 @@ Examples:
 
 The JSON line holds login_url, graph_url, exchange_url (one loopback root standing for
 login.microsoftonline.com, graph.microsoft.com and outlook.office365.com), tenant_id, tenant_domain and
-admin_token (a delegated Graph token of the tenant's Global Administrator). Inspect the sim with
+admin_token (a delegated Graph token of the tenant's Global Administrator), exchange_admin_token (the same
+admin's delegated Exchange token: InvokeCommand with X-AnchorMailbox UPN:admin@<tenant_domain>, e.g. as
+CBA_EXO_ADMIN_TOKEN). Inspect the sim with
 GET <graph_url>/_sim/state and GET <graph_url>/_sim/requests; GET <graph_url>/_sim/tenants lists every
 tenant with its admin token, the provider first.";
 
@@ -81,6 +83,16 @@ pub struct ServeArgs {
     /// Opening the admin-consent page consents at once (default: it waits for POST <graph_url>/_sim/consent).
     #[arg(long)]
     pub auto_consent: bool,
+    /// An Exchange role-group membership change reaches the app's cmdlets this long after it was made
+    /// (90s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = crate::settings::parse_duration)]
+    pub exchange_rbac_delay: Duration,
+    /// Exchange organizations start dehydrated: New-RoleGroup needs Enable-OrganizationCustomization first.
+    #[arg(long)]
+    pub dehydrated: bool,
+    /// How long Enable-OrganizationCustomization takes to complete.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = crate::settings::parse_duration)]
+    pub enable_customization_delay: Duration,
     /// Pre-register an app "seeded-app" with this certificate (.cer/.pem), Exchange.ManageAsApp granted and
     /// Exchange Administrator assigned, as if `cba setup` had run; its client id is added to the JSON line as
     /// `seeded_app_id`. For pipelines that only need `cba token`/`cba exo` to work. With --tenants the app is
@@ -111,7 +123,10 @@ fn builder(args: &ServeArgs) -> cba_sim::SimTenantBuilder {
         .clock_offset(time::Duration::seconds(args.clock_offset_secs))
         .mailboxes(args.mailboxes)
         .customer_tenants(args.tenants)
-        .admin_consent_auto_approve(args.auto_consent);
+        .admin_consent_auto_approve(args.auto_consent)
+        .exchange_rbac_delay(args.exchange_rbac_delay)
+        .dehydrated(args.dehydrated)
+        .enable_customization_delay(args.enable_customization_delay);
     if let Some(port) = args.port {
         builder = builder.port(port);
     }

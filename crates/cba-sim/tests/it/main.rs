@@ -4,6 +4,7 @@ mod common;
 mod deletes;
 mod device_code;
 mod exchange;
+mod exchange_rbac;
 mod faults;
 mod fleet;
 mod graph_apps;
