@@ -4,7 +4,7 @@
 //! without it these tests fail and say that `.ci/run` installs it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use super::{assert_code, cba, json, run, stderr, stdout};
 
@@ -424,4 +424,336 @@ async fn e2e_pkcs11_setup_refuses_pfx_options_and_cert_with_key() {
         assert_code(&o, 2);
     }
     assert!(t.sim.requests().await.is_empty(), "refused before any request");
+}
+
+/// Set in the child process [`Hsm::objects`] starts: this test binary again, running only
+/// [`e2e_pkcs11_probe_child`] with the token's SOFTHSM2_CONF (a module reads it once per process).
+const PROBE: &str = "CBA_IT_PKCS11_PROBE";
+
+impl Hsm {
+    /// Every object in the token, read through cba-pkcs11 in a process of its own (not through `cba`):
+    /// `{class, label, id}`, and for a private key how the token reports its protection.
+    fn objects(&self) -> Vec<serde_json::Value> {
+        let name = "e2e_pkcs11::e2e_pkcs11_probe_child";
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(PROBE, "1")
+            .env("SOFTHSM2_CONF", &self.conf)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "the token probe failed:\n{text}");
+        let line = text
+            .lines()
+            .find_map(|l| Some(&l[l.find("PROBE [")? + 6..]))
+            .unwrap_or_else(|| panic!("no probe:\n{text}"));
+        serde_json::from_str::<Vec<serde_json::Value>>(line).unwrap()
+    }
+
+    /// The private keys' labels, sorted.
+    fn key_labels(&self) -> Vec<String> {
+        let objects = self.objects();
+        let mut labels: Vec<String> = objects
+            .iter()
+            .filter(|o| o["class"] == "CKO_PRIVATE_KEY")
+            .map(|o| o["label"].as_str().unwrap().to_string())
+            .collect();
+        labels.sort();
+        labels
+    }
+}
+
+#[test]
+fn e2e_pkcs11_probe_child() {
+    if std::env::var_os(PROBE).is_none() {
+        return; // only a child process started by Hsm::objects does anything
+    }
+    let module = cba_pkcs11::Module::open(MODULE).unwrap();
+    let token = module.login(&"pkcs11:token=cba".parse().unwrap(), &cba_pkcs11::Pin::new(PIN)).unwrap();
+    let hex = |id: &[u8]| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut out = Vec::new();
+    for o in token.objects().unwrap() {
+        let mut entry = serde_json::json!({ "class": o.class, "label": o.label, "id": hex(&o.id) });
+        if o.class == "CKO_PRIVATE_KEY" {
+            let key = token.find_key(None, Some(&o.id)).unwrap().expect("the key by its id");
+            let p = key.protection().unwrap();
+            entry["token"] = p.token.into();
+            entry["private"] = p.private.into();
+            entry["sensitive"] = p.sensitive.into();
+            entry["extractable"] = p.extractable.into();
+            entry["never_extractable"] = p.never_extractable.into();
+            entry["has_certificate"] = key.certificate().is_some().into();
+        }
+        out.push(entry);
+    }
+    println!("PROBE {}", serde_json::Value::Array(out));
+}
+
+/// Checks a client assertion against a DER certificate with Python's `cryptography` (an implementation
+/// independent of cba's): the signature by the header's alg (PS256: MGF1-SHA256, salt 32), `x5t#S256`,
+/// `iss` = `sub` = the client id, an `aud` ending in /oauth2/v2.0/token, `exp` in the future.
+const PY_VERIFY_ASSERTION: &str = r#"
+import base64, hashlib, json, sys, time
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+def b64(s):
+    return base64.urlsafe_b64decode(s + '=' * (-len(s) % 4))
+der = open(sys.argv[1], 'rb').read()
+jwt = open(sys.argv[2]).read().strip()
+client_id = sys.argv[3]
+head, body, sig = jwt.split('.')
+header, claims = json.loads(b64(head)), json.loads(b64(body))
+key = x509.load_der_x509_certificate(der).public_key()
+if header['alg'] == 'PS256':
+    pad = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+elif header['alg'] == 'RS256':
+    pad = padding.PKCS1v15()
+else:
+    sys.exit('unexpected alg ' + header['alg'])
+key.verify(b64(sig), (head + '.' + body).encode(), pad, hashes.SHA256())
+assert b64(header['x5t#S256']) == hashlib.sha256(der).digest(), 'x5t#S256'
+assert claims['iss'] == client_id and claims['sub'] == client_id, claims
+assert claims['aud'].endswith('/oauth2/v2.0/token'), claims['aud']
+assert claims['exp'] > time.time(), claims['exp']
+print('ok', header['alg'])
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_pkcs11_setup_assertion_verifies_with_python_and_the_key_cannot_leave_the_token() {
+    let available =
+        Command::new("python3").args(["-c", "import cryptography"]).output().is_ok_and(|o| o.status.success());
+    assert!(available, "python3 with the `cryptography` package is required (.ci/run installs python3-cryptography)");
+    let h = hsm();
+    let t = super::Tenant::start(cba_sim::SimTenant::builder()).await;
+    let with_token = |args: &[&str]| {
+        let mut cmd = t.cmd(args);
+        cmd.env("SOFTHSM2_CONF", &h.conf).env("CBA_PKCS11_MODULE", MODULE).env("CBA_PKCS11_PIN", PIN);
+        run(&mut cmd, None)
+    };
+    let setup = ["setup", "--tenant", t.sim.tenant_domain(), "--name", super::APP, "--key", URI, "--wait", "60s"];
+    assert_code(&with_token(&setup), 0);
+
+    // The token, read by cba-pkcs11 in another process: one key pair and its certificate, the private key
+    // sensitive and never extractable.
+    let objects = h.objects();
+    let classes: Vec<&str> = objects.iter().map(|o| o["class"].as_str().unwrap()).collect();
+    assert_eq!(classes, ["CKO_CERTIFICATE", "CKO_PRIVATE_KEY", "CKO_PUBLIC_KEY"], "{objects:#?}");
+    assert!(objects.iter().all(|o| o["label"] == "e2e" && o["id"] == objects[0]["id"]), "{objects:#?}");
+    let key = &objects[1];
+    assert_eq!(key["sensitive"], true, "CKA_SENSITIVE: {key}");
+    assert_eq!(key["extractable"], false, "CKA_EXTRACTABLE: {key}");
+    assert_eq!(key["never_extractable"], true, "CKA_NEVER_EXTRACTABLE: {key}");
+    assert_eq!(key["token"], true, "CKA_TOKEN: {key}");
+    assert_eq!(key["private"], true, "CKA_PRIVATE: {key}");
+    assert_eq!(key["has_certificate"], true);
+
+    // The assertion cba signs in the token verifies against the .cer with Python's cryptography.
+    let profile = t.profile();
+    let profile_arg = profile.to_str().unwrap();
+    let o = with_token(&["token", "--profile", profile_arg, "--print-assertion"]);
+    assert_code(&o, 0);
+    let assertion = stdout(&o).trim().to_string();
+    let app_id = t.profile_json()["app_id"].as_str().unwrap().to_string();
+    let cer = t.dir.path().join(format!("{}.cer", super::APP));
+    let verify = |jwt: &str| {
+        let file = t.dir.path().join("assertion.jwt");
+        std::fs::write(&file, jwt).unwrap();
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(PY_VERIFY_ASSERTION)
+            .arg(&cer)
+            .arg(&file)
+            .arg(&app_id)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (ok, said) = verify(&assertion);
+    assert!(ok, "python cryptography refused the token-signed assertion:\n{said}");
+    assert_eq!(said.trim(), "ok PS256", "the token offers PSS, so PS256 is used");
+
+    // The check can fail: one signature byte changed, or another app's client id, is refused.
+    let (head, sig) = assertion.rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('A') { format!("B{}", &sig[1..]) } else { format!("A{}", &sig[1..]) };
+    assert!(!verify(&format!("{head}.{flipped}")).0, "a changed signature must not verify");
+    let (ok, said) = {
+        let file = t.dir.path().join("assertion.jwt");
+        std::fs::write(&file, &assertion).unwrap();
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(PY_VERIFY_ASSERTION)
+            .arg(&cer)
+            .arg(&file)
+            .arg("00000000-0000-0000-0000-000000000000")
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert!(!ok && said.contains("AssertionError"), "another client id must not pass: {said}");
+
+    // And the simulated identity platform (which verifies with the registered certificate) issues a token.
+    let o = with_token(&["token", "--profile", profile_arg, "--format", "json"]);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["claims"]["appid"], app_id.as_str());
+}
+
+/// `cba ARGS` against the tenant, with the token's SOFTHSM2_CONF, module and PIN.
+fn with_token_cmd(h: &Hsm, t: &super::Tenant, args: &[&str]) -> Command {
+    let mut cmd = t.cmd(args);
+    cmd.env("SOFTHSM2_CONF", &h.conf).env("CBA_PKCS11_MODULE", MODULE).env("CBA_PKCS11_PIN", PIN);
+    cmd
+}
+
+/// The folder's file names, sorted.
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_pkcs11_setup_wrong_pin_missing_module_and_taken_label_change_nothing() {
+    let h = hsm();
+    // A key labelled e2e already in the token, made in the token's own folder.
+    assert_code(&h.cba(&["cert", "new", "--name", "e2e", "--key", URI], Some(PIN)), 0);
+    let objects = h.objects();
+    let t = super::Tenant::start(cba_sim::SimTenant::builder()).await;
+    let with = |args: &[&str], pin: &str| {
+        let mut cmd = t.cmd(args);
+        cmd.env("SOFTHSM2_CONF", &h.conf).env("CBA_PKCS11_MODULE", MODULE).env("CBA_PKCS11_PIN", pin);
+        run(&mut cmd, None)
+    };
+    let tenant = t.sim.tenant_domain();
+    let taken = "pkcs11:token=cba;object=e2e;id=%00%01";
+    let cases: [(&[&str], &str, &str); 5] = [
+        (&["--key", URI], "918273", "wrong PIN for PKCS#11 token \"cba\""),
+        (&["--key", "pkcs11:token=cba;object=fresh"], "918273", "wrong PIN for PKCS#11 token \"cba\""),
+        (&["--key", URI, "--pkcs11-module", "/nonexistent/libnone.so"], PIN, "/nonexistent/libnone.so"),
+        (&["--key", taken], PIN, "already holds a key labelled \"e2e\""),
+        (&["--key", "pkcs11:token=other;object=e2e"], PIN, "no PKCS#11 token \"other\""),
+    ];
+    for (key, pin, says) in cases {
+        let args = [&["setup", "--tenant", tenant, "--name", super::APP, "--wait", "60s"][..], key].concat();
+        let o = with(&args, pin);
+        assert_code(&o, 3);
+        assert!(stderr(&o).contains(says), "{key:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("918273"), "{key:?} printed the PIN");
+        assert_eq!(file_names(t.dir.path()), Vec::<String>::new(), "{key:?}: no .cer, no profile");
+        let writes: Vec<_> = t.sim.requests().await.into_iter().filter(|r| r.method != "GET").collect();
+        assert!(writes.is_empty(), "{key:?}: nothing written in the tenant: {writes:#?}");
+        t.assert_empty().await;
+        assert_eq!(h.objects(), objects, "{key:?}: the token is as it was");
+    }
+    // The taken label is refused by cert new too, saying how to replace it.
+    let o = h.cba(&["cert", "new", "--name", "taken", "--key", taken], Some(PIN));
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert!(!h.path("taken.cer").exists());
+    assert_eq!(h.objects(), objects);
+
+    // A .cer that is another certificate is not replaced without --force, and nothing is created.
+    std::fs::write(t.dir.path().join(format!("{}.cer", super::APP)), b"not this certificate").unwrap();
+    let o = with(&["setup", "--tenant", tenant, "--name", super::APP, "--key", URI, "--wait", "60s"], PIN);
+    assert_code(&o, 3);
+    t.assert_empty().await;
+    assert_eq!(h.objects(), objects);
+    assert_eq!(std::fs::read(t.dir.path().join(format!("{}.cer", super::APP))).unwrap(), b"not this certificate");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_pkcs11_rotate_interrupted_after_add_key_and_after_remove_key_then_rerun_converges() {
+    let h = hsm();
+    // Latency gives the kill below a window between addKey and the next step.
+    let t = super::Tenant::start(cba_sim::SimTenant::builder().latency(std::time::Duration::from_millis(100))).await;
+    let with_token = |args: &[&str]| run(&mut with_token_cmd(&h, &t, args), None);
+    let setup = ["setup", "--tenant", t.sim.tenant_domain(), "--name", super::APP, "--key", URI, "--wait", "60s"];
+    assert_code(&with_token(&setup), 0);
+    let object_id = t.sim.state().await.primary().applications[0].id.clone();
+    let profile_path = t.profile();
+    let profile_arg = profile_path.to_str().unwrap();
+    let cer_path = t.dir.path().join(format!("{}.cer", super::APP));
+    let first = cer_thumbprint(&cer_path);
+    let first_uri = t.profile_json()["certificate"]["key"].as_str().unwrap().to_string();
+    let rotate = ["cert", "rotate", "--profile", profile_arg, "--overlap", "0", "--wait", "60s", "--output", "json"];
+
+    let add_keys =
+        async || t.sim.requests().await.iter().filter(|r| r.method == "POST" && r.path.ends_with("/addKey")).count();
+
+    // Killed once addKey has reached the tenant: the profile and the old key still work, and the old key
+    // object is still in the token beside the new one.
+    let mut child = with_token_cmd(&h, &t, &rotate).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let killed = loop {
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        if add_keys().await > 0 {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert!(killed, "the rotation ended before addKey was seen");
+    assert_eq!(app_thumbprints(&t.sim.state().await).len(), 2, "addKey was carried out");
+    assert_eq!(t.profile_json()["certificate"]["key"], first_uri.as_str());
+    assert_eq!(cer_thumbprint(&cer_path), first);
+    assert_eq!(h.key_labels().len(), 2, "the next key beside the old one: {:?}", h.key_labels());
+    assert!(h.key_labels().contains(&"e2e".to_string()), "{:?}", h.key_labels());
+    assert_code(&with_token(&["token", "--profile", profile_arg, "--no-cache"]), 0);
+
+    // The rerun finishes with the key the first run made (addKey again with the key id the profile recorded:
+    // "already exists" is success): one new key in the token, the old one deleted.
+    let o = with_token(&rotate);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["old_removed"], true, "{}", stdout(&o));
+    let second = cer_thumbprint(&cer_path);
+    assert_ne!(second, first);
+    assert_eq!(app_thumbprints(&t.sim.state().await), [second.as_str()]);
+    let labels = h.key_labels();
+    assert_eq!(labels.len(), 1, "one key in the token: {labels:?}");
+    assert!(labels[0].starts_with("e2e-2"), "the dated label: {labels:?}");
+    let second_uri = t.profile_json()["certificate"]["key"].as_str().unwrap().to_string();
+    assert!(second_uri.contains(&format!("object={}", labels[0])), "{second_uri}");
+    assert_code(&with_token(&["token", "--profile", profile_arg, "--no-cache"]), 0);
+
+    // addKey carried out but its answer lost (500): the run sends it again with the same key id (Graph's
+    // "already exists" is success), so the app lists the new certificate once; one key in the token.
+    t.sim.fail_after_commit(1, &format!("POST /applications/{object_id}/addKey"));
+    let before = add_keys().await;
+    let o = with_token(&rotate);
+    assert_code(&o, 0);
+    assert_eq!(add_keys().await, before + 2, "the 500 and the one resent with the recorded key id");
+    let third = cer_thumbprint(&cer_path);
+    assert_ne!(third, second);
+    assert_eq!(app_thumbprints(&t.sim.state().await), [third.as_str()]);
+    assert_eq!(h.key_labels().len(), 1, "{:?}", h.key_labels());
+
+    // removeKey carried out but its answer lost (500): resent, the key is already gone (404, success), and
+    // only then is the old key object deleted from the token.
+    t.sim.fail_after_commit(1, &format!("POST /applications/{object_id}/removeKey"));
+    let o = with_token(&rotate);
+    assert_code(&o, 0);
+    let removes = t.sim.requests().await.iter().filter(|r| r.path.ends_with("/removeKey")).count();
+    assert_eq!(removes, 4, "one each for the first two rotations, then the 500 and its resend");
+    let fourth = cer_thumbprint(&cer_path);
+    assert_eq!(app_thumbprints(&t.sim.state().await), [fourth.as_str()]);
+    let labels = h.key_labels();
+    assert_eq!(labels.len(), 1, "the old key deleted once its removal was known: {labels:?}");
+    let daily = ["cert", "rotate", "--profile", profile_arg, "--if-expiring-within", "30", "--output", "json"];
+    let o = with_token(&daily);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["rotated"], false, "{}", stdout(&o));
+    assert_eq!(h.key_labels(), labels, "a rerun changes nothing");
+    let fourth_uri = t.profile_json()["certificate"]["key"].as_str().unwrap().to_string();
+    assert!(fourth_uri.contains(&format!("object={}", labels[0])), "{fourth_uri} vs {labels:?}");
+    assert!(t.profile_json()["retired"].as_array().is_none_or(|r| r.is_empty()));
+    let cers: Vec<_> = file_names(t.dir.path()).into_iter().filter(|n| n.ends_with(".cer")).collect();
+    assert_eq!(cers, [format!("{}.cer", super::APP)]);
+    assert_code(&with_token(&["token", "--profile", profile_arg, "--no-cache"]), 0);
+    assert_code(&with_token(&["status", "--profile", profile_arg]), 0);
 }
