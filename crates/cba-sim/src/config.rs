@@ -74,6 +74,8 @@ pub(crate) struct Knobs {
     pub(crate) exchange_role_delay: Option<Duration>,
     /// Exchange refuses a request without the `X-AnchorMailbox` of the token's tenant.
     pub(crate) require_anchor_mailbox: bool,
+    /// The Key Vault fake's knobs.
+    pub(crate) keyvault: crate::keyvault::VaultKnobs,
     /// How long a role-group membership change takes to reach app-only authorization in Exchange.
     pub(crate) exchange_rbac_delay: Duration,
     /// Exchange organizations start dehydrated: custom role groups need Enable-OrganizationCustomization.
@@ -110,6 +112,7 @@ impl Default for Knobs {
             fail_after_commit: 0,
             exchange_role_delay: None,
             require_anchor_mailbox: true,
+            keyvault: crate::keyvault::VaultKnobs::default(),
             exchange_rbac_delay: Duration::ZERO,
             dehydrated: false,
             enable_customization_delay: Duration::ZERO,

@@ -13,6 +13,7 @@ mod http;
 mod ids;
 mod inspect;
 mod jwt;
+mod keyvault;
 mod login;
 mod server;
 mod sim;
@@ -26,5 +27,6 @@ pub use inspect::{
     ManagementScopeSnapshot, RequestRecord, RoleAssignmentSnapshot, RoleGroupSnapshot, ServicePrincipalSnapshot,
     StateSnapshot, TenantSnapshot,
 };
+pub use keyvault::VaultCertificateSnapshot;
 pub use tenant_faults::TenantFault;
 pub use sim::{ConnectionInfo, SeededApp, SimError, SimTenant, SimTenantBuilder, TenantInfo};

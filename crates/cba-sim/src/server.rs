@@ -21,12 +21,18 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     /// `http://127.0.0.1:PORT`: the root standing for the login, Graph and Exchange hosts.
     pub(crate) base_url: String,
+    /// The Key Vault fake's own state (its routes never touch the tenants').
+    pub(crate) vault: Mutex<crate::keyvault::Vault>,
 }
 
 impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock would be a sim bug; keep serving with the data as it is.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn vault(&self) -> MutexGuard<'_, crate::keyvault::Vault> {
+        self.vault.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -44,7 +50,6 @@ pub(crate) fn classify(segments: &[String]) -> Option<Service> {
                 Some("oauth2" | "v2.0" | "discovery" | "adminconsent")
             ) =>
         {
-
             Some(Service::Login)
         }
         _ => None,
@@ -57,6 +62,11 @@ impl Respond for Responder {
         let segments = http::segments(request);
         if segments.first().map(String::as_str) == Some("_sim") {
             return inspect::handle(shared, request, &segments).into_template(std::time::Duration::ZERO);
+        }
+        if crate::keyvault::owns(&segments) {
+            let reply = crate::keyvault::handle(shared, request, &segments);
+            record(&mut shared.lock(), request, None, &reply);
+            return reply.into_template(shared.knobs.latency);
         }
         let service = classify(&segments);
         let mut state = shared.lock();

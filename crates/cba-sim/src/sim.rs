@@ -70,7 +70,7 @@ impl TenantSpec {
 #[must_use]
 pub struct SimTenantBuilder {
     tenants: Vec<TenantSpec>,
-    knobs: Knobs,
+    pub(crate) knobs: Knobs,
     clock_offset: time::Duration,
     port: u16,
 }
@@ -385,7 +385,13 @@ impl SimTenantBuilder {
             state.add_tenant(Tenant::new(id.clone(), spec.name.clone(), domain.clone(), self.knobs.mailboxes));
             tenants.push(TenantInfo { id, name: spec.name.clone(), domain });
         }
-        let shared = Arc::new(Shared { state: Mutex::new(state), knobs: self.knobs, clock, base_url });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            knobs: self.knobs,
+            clock,
+            base_url,
+            vault: Mutex::new(crate::keyvault::Vault::new()),
+        });
         Mock::given(any()).respond_with(Responder(shared.clone())).mount(&server).await;
         Ok(SimTenant { server, shared, tenants })
     }
@@ -451,7 +457,7 @@ impl std::fmt::Debug for ConnectionInfo {
 /// A running simulated tenant (or several). Dropping it stops the server.
 pub struct SimTenant {
     server: MockServer,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     tenants: Vec<TenantInfo>,
 }
 

@@ -12,6 +12,7 @@ mod graph_sps;
 mod graph_upsert;
 mod independence;
 mod inspect;
+mod keyvault;
 mod login;
 mod robustness;
 mod strictness;
