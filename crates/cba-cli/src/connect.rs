@@ -146,8 +146,50 @@ pub fn lifecycle_failure(e: cba_lifecycle::Error) -> anyhow::Error {
             format!("{e}: rerun `cba setup` with this profile to finish it, or run teardown again in a few minutes"),
         ),
         e @ L::Invalid { .. } => fail(Exit::Usage, e),
+        L::Exchange { doing, source } => exchange_failure(source, &doing),
+        e @ L::ExchangeObject { .. } => fail(Exit::BadInput, e),
+        e @ L::ExchangeCustomizationNeeded { .. } => fail(
+            Exit::Remote,
+            format!(
+                "{}; rerun with --yes to run Enable-OrganizationCustomization, or use an existing role group \
+                 (--exchange-role-group) instead of a custom one",
+                chain(&e)
+            ),
+        ),
+        e @ L::ExchangeNotEffective { .. } => fail(
+            Exit::Verify,
+            format!("{e}; rerun `cba setup` with this profile and a longer --wait, or check later with `cba status`"),
+        ),
         e => fail(Exit::Internal, chain(&e)),
     }
+}
+
+/// An Exchange failure of the role group steps as an exit code and a message naming what to do.
+pub fn exchange_failure(e: cba_exo::Error, doing: &str) -> anyhow::Error {
+    use cba_exo::Error as E;
+    let mut text = format!("{doing}: {}", chain(&e));
+    let exit = match &e {
+        E::NotAllowed { .. } | E::UnsupportedRole { .. } => {
+            text.push_str(
+                "; the Exchange sign-in needs the Role Management role: sign in as an Exchange Administrator or \
+                 Global Administrator (Organization Management), or give the provisioning app (--exchange-admin \
+                 cert) a role group holding Role Management",
+            );
+            Exit::Permission
+        }
+        E::Unauthorized { .. } | E::Token { .. } => {
+            text.push_str("; get a new delegated Exchange token (CBA_EXO_ADMIN_TOKEN) or sign in with --exchange-admin device-code");
+            Exit::Auth
+        }
+        E::Config { .. } | E::Endpoint(_) => Exit::Usage,
+        E::Parameters { .. } => Exit::BadInput,
+        E::Tls { failure, .. } => {
+            text.push_str(&format!("; {}", crate::http::tls_failure_hint(failure)));
+            Exit::Remote
+        }
+        _ => Exit::Remote,
+    };
+    fail(exit, text)
 }
 
 /// A Graph failure as an exit code and a message naming what failed and what to do.

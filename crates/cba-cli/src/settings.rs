@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cba_lifecycle::exchange_roles::ExchangeAdminCredential;
 use cba_lifecycle::{AdminCredential, Profile};
 use cba_token::{Authority, Cloud, Endpoints};
 use zeroize::Zeroizing;
@@ -176,6 +177,62 @@ impl AdminArgs {
                 .map_err(|e| fail(Exit::BadInput, format!("{}: {e}", path.display())))?;
                 Ok(AdminCredential::Certificate { identity: Box::new(identity), client_id: client_id.clone() })
             }
+        }
+    }
+}
+
+/// The administrator's Exchange sign-in, for the role group steps (setup, status, teardown, `cba exo roles`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ExchangeAdminArgs {
+    /// How the administrator signs in to Exchange Online for the role group cmdlets [default: token when
+    /// CBA_EXO_ADMIN_TOKEN is set, cert with --admin cert, else device-code].
+    #[arg(long, value_enum, value_name = "device-code|token|cert")]
+    pub exchange_admin: Option<AdminMode>,
+}
+
+impl ExchangeAdminArgs {
+    /// Whether an Exchange sign-in was asked for (the flag, or CBA_EXO_ADMIN_TOKEN set).
+    pub fn given(&self, env: impl Fn(&str) -> Option<String>) -> bool {
+        self.exchange_admin.is_some() || env("CBA_EXO_ADMIN_TOKEN").is_some_and(|t| !t.trim().is_empty())
+    }
+
+    /// The credential: a delegated token from CBA_EXO_ADMIN_TOKEN, the provisioning app of `graph` (`--admin
+    /// cert`), or a device-code sign-in.
+    pub fn resolve(
+        &self,
+        graph: Option<&AdminCredential>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<ExchangeAdminCredential> {
+        let env_token = env("CBA_EXO_ADMIN_TOKEN").filter(|t| !t.trim().is_empty());
+        let provisioning = match graph {
+            Some(AdminCredential::Certificate { identity, client_id }) => Some((identity.clone(), client_id.clone())),
+            _ => None,
+        };
+        let mode = self.exchange_admin.unwrap_or(if env_token.is_some() {
+            AdminMode::Token
+        } else if provisioning.is_some() {
+            AdminMode::Cert
+        } else {
+            AdminMode::DeviceCode
+        });
+        match mode {
+            AdminMode::DeviceCode => Ok(ExchangeAdminCredential::DeviceCode),
+            AdminMode::Token => match env_token {
+                Some(t) => Ok(ExchangeAdminCredential::Token(Zeroizing::new(t.trim().to_string()))),
+                None => Err(fail(
+                    Exit::Usage,
+                    "--exchange-admin token needs CBA_EXO_ADMIN_TOKEN (a delegated Exchange token; with `cba sim \
+                     serve`: its exchange_admin_token)",
+                )),
+            },
+            AdminMode::Cert => match provisioning {
+                Some((identity, client_id)) => Ok(ExchangeAdminCredential::Certificate { identity, client_id }),
+                None => Err(fail(
+                    Exit::Usage,
+                    "--exchange-admin cert uses the provisioning app of --admin cert (--admin-cert FILE \
+                     --admin-client-id ID); it needs the Role Management role in Exchange",
+                )),
+            },
         }
     }
 }

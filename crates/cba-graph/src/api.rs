@@ -183,6 +183,21 @@ impl GraphClient {
         self.send(&request).await.map(drop)
     }
 
+    /// `PATCH /applications/{id}` `{"signInAudience": …}`: who may sign in (switching a single-tenant app to
+    /// [`MULTI_TENANT`](crate::wellknown::MULTI_TENANT) lets other tenants consent to it). Idempotent.
+    pub async fn set_sign_in_audience(
+        &self,
+        object_id: &str,
+        audience: &str,
+        replication: Replication,
+    ) -> Result<(), Error> {
+        let id = guid("application object id", object_id)?;
+        let request = Request::new(Method::PATCH, format!("/applications/{id}"))
+            .json(json!({ "signInAudience": audience }))
+            .replication(replication);
+        self.send(&request).await.map(drop)
+    }
+
     /// `POST /applications/{id}/addKey` with a proof signed by a certificate already on the app; needs no admin.
     /// A `keyId` is made here when `key` has none, so a retry after a lost answer is recognisable.
     pub async fn add_key(

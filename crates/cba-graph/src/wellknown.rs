@@ -16,6 +16,8 @@ pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 pub const PROOF_AUDIENCE: &str = "00000002-0000-0000-c000-000000000000";
 /// `signInAudience` of a single-tenant app.
 pub const SINGLE_TENANT: &str = "AzureADMyOrg";
+/// `signInAudience` of a multi-tenant app (work or school accounts of any tenant; docs/wire-formats.md §11).
+pub const MULTI_TENANT: &str = "AzureADMultipleOrgs";
 
 /// A built-in Entra role usable for app-only Exchange (docs/wire-formats.md §1). `roleDefinitionId` takes the
 /// template id.

@@ -145,6 +145,50 @@ pub enum Error {
         #[source]
         source: cba_graph::Error,
     },
+    /// An Exchange cmdlet failed; `doing` says which, as whom.
+    #[error("{doing}")]
+    Exchange {
+        /// What was being done ("New-RoleGroup as administrator admin@contoso.onmicrosoft.com").
+        doing: String,
+        /// Exchange's error.
+        #[source]
+        source: cba_exo::Error,
+    },
+    /// An Exchange object is not what the request asks for (a role group with other roles, a scope with
+    /// another filter, a group that does not exist).
+    #[error("{object}: {problem}")]
+    ExchangeObject {
+        /// The object.
+        object: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// The tenant is dehydrated: custom role groups need `Enable-OrganizationCustomization` first.
+    #[error(
+        "{cmdlet} needs the organization to be customizable: this tenant is dehydrated, and \
+         Enable-OrganizationCustomization has not been run (it changes the whole organization and may take a while)"
+    )]
+    ExchangeCustomizationNeeded {
+        /// The cmdlet refused.
+        cmdlet: String,
+        /// The refusal.
+        #[source]
+        source: cba_exo::Error,
+    },
+    /// The role group membership did not reach the app's own Exchange calls before the deadline.
+    #[error(
+        "{app_id} is a member of its Exchange role group, but Exchange still refused {cmdlet} to it after {} s: \
+         role group changes take time to apply",
+        waited.as_secs()
+    )]
+    ExchangeNotEffective {
+        /// The app.
+        app_id: String,
+        /// The proof cmdlet.
+        cmdlet: String,
+        /// How long the proof waited.
+        waited: Duration,
+    },
     /// A value that cannot be used.
     #[error("invalid {what} {value:?}: {reason}")]
     Invalid {

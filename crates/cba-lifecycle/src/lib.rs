@@ -8,6 +8,7 @@
 pub mod admin;
 mod credential;
 mod error;
+pub mod exchange_roles;
 pub mod profile;
 pub mod progress;
 mod prove;

@@ -67,6 +67,39 @@ pub struct Profile {
     /// working until `remove_after` (the overlap); a later rotation removes them then, or once expired.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<RetiredCertificate>,
+    /// The app's Exchange role group (least privilege instead of an Entra role), when setup gave it one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<ExchangeProfile>,
+}
+
+/// What setup made in Exchange for the app (docs/profile.md). Each `*_created` is recorded before the create
+/// (the intent), so a crash mid-request converges on the rerun, and teardown removes only what `cba` made.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeProfile {
+    /// The Exchange service principal's identity: the Entra service principal's object id.
+    #[serde(default)]
+    pub service_principal: String,
+    /// `cba` created the Exchange service principal.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub service_principal_created: bool,
+    /// The role group the app is a member of.
+    #[serde(default)]
+    pub role_group: String,
+    /// `cba` created the role group (a custom `cba-<app name>` group).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub role_group_created: bool,
+    /// The group's roles, as Exchange reported them.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// The management scope used as the group's `CustomRecipientWriteScope`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Its recipient filter (OPATH), as Exchange reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_scope: Option<String>,
+    /// `cba` created the scope.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scope_created: bool,
 }
 
 /// A certificate replaced by a rotation, kept registered (and its files kept at their dated names) for the

@@ -15,6 +15,7 @@ use cba_graph::{GraphClient, Replication};
 use serde::Serialize;
 
 use crate::admin::{self, AdminCredential};
+use crate::exchange_roles::{self, ExchangeReport, ExchangeSetup};
 use crate::profile::{self, CertificateRef, Profile, ProfileStore, RoleAssignment};
 use crate::progress::ProgressExt as _;
 use crate::{Credential, Error, Services, key_credential};
@@ -38,6 +39,8 @@ pub struct SetupRequest {
     pub dry_run: bool,
     /// How long to wait out replication and throttling, the proof included.
     pub wait: Duration,
+    /// Exchange roles through a role group instead of (or, with `keep_entra_role`, besides) the Entra `roles`.
+    pub exchange: Option<ExchangeSetup>,
 }
 
 /// What setup found, changed and proved (the `cba setup --output json` document, docs/cli-json.md).
@@ -81,6 +84,9 @@ pub struct SetupReport {
     pub round_trip_depth: u32,
     /// Time spent.
     pub elapsed_ms: u64,
+    /// The Exchange role group, when the request asked for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<ExchangeReport>,
 }
 
 /// A role and its assignment.
@@ -143,10 +149,11 @@ fn new_profile(services: &Services, request: &SetupRequest) -> Profile {
         previous_certificate: None,
         pending_certificate: None,
         retired: Vec::new(),
+        exchange: None,
     }
 }
 
-fn save(services: &Services, store: &dyn ProfileStore, profile: &mut Profile) -> Result<(), Error> {
+pub(crate) fn save(services: &Services, store: &dyn ProfileStore, profile: &mut Profile) -> Result<(), Error> {
     profile.updated_at = Some(cba_token::jwt::rfc3339(services.now()));
     store.save(profile).map_err(Error::store(store))
 }
@@ -170,6 +177,18 @@ pub async fn setup(
             profile_app: p.app_name.clone(),
             requested: request.name.clone(),
         });
+    }
+    if let Some(exchange) = &request.exchange {
+        exchange_roles::check(&exchange.roles)?;
+        if !request.roles.is_empty() && !exchange.keep_entra_role {
+            return Err(Error::Invalid {
+                what: "roles",
+                value: request.roles.iter().map(|r| r.name).collect::<Vec<_>>().join(","),
+                reason: "an Exchange role group and an Entra directory role add up: drop the Entra role, or keep it \
+                         on purpose (keep_entra_role)"
+                    .into(),
+            });
+        }
     }
     if let Some(problem) = request.credential.problems(services.now()).into_iter().next() {
         return Err(Error::UnusableCertificate { location: request.certificate.path.display().to_string(), problem });
@@ -213,6 +232,14 @@ pub async fn setup(
     if let Some(domain) = confirmed.initial_domain {
         profile.tenant_domain = Some(domain.to_ascii_lowercase());
     }
+    // The Exchange sign-in right after Graph's (one prompt each, one after the other), before any write.
+    let exchange_admin = match (&request.exchange, request.dry_run) {
+        (Some(exchange), false) => {
+            progress.stage("2/5 administrator sign-in (Exchange Online, for the role group)");
+            Some(exchange_roles::admin_client(services, &exchange.admin, &profile.tenant_id, request.wait).await?)
+        }
+        _ => None,
+    };
     let mut graph_request = provision::SetupRequest::new(&request.name, key_credential(certificate), &thumbprint);
     graph_request.roles = request.roles.clone();
     graph_request.unique_name =
@@ -249,6 +276,7 @@ pub async fn setup(
             requests: plan.requests + confirm_requests,
             round_trip_depth: plan.round_trip_depth + confirm_depth,
             elapsed_ms: millis(services.since(started)),
+            exchange: None,
         });
     }
 
@@ -310,6 +338,20 @@ pub async fn setup(
     if !outcome.certificate_key_id.is_empty() {
         profile.certificate.key_id = Some(outcome.certificate_key_id.clone());
     }
+    let mut exchange_report = None;
+    if let (Some(exchange), Some(exo)) = (&request.exchange, &exchange_admin) {
+        progress.stage("3/5 Exchange: service principal, role group, membership");
+        let app = exchange_roles::App { app_id: &outcome.app_id, sp_object_id: &outcome.sp_id, name: &request.name };
+        let left = request.wait.saturating_sub(services.since(started));
+        let mut save_profile = |p: &mut Profile| save(services, store, p);
+        let report =
+            exchange_roles::apply(services, exo, &app, exchange, &mut profile, &mut save_profile, left).await?;
+        requests += report.requests;
+        depth += report.requests;
+        exchange_report = Some(report);
+    } else if request.exchange.is_none() && profile.exchange.is_some() {
+        progress.detail("the profile records an Exchange role group; this run left it as it is");
+    }
     profile.incomplete = false;
     // Saved before the proof: if the proof times out, status and token work from it.
     save(services, store, &mut profile)?;
@@ -326,6 +368,13 @@ pub async fn setup(
     requests += proof.requests;
     depth += proof.requests;
     progress.detail(format!("roles: [{}] after {:.1} s", proof.roles.join(", "), proof.elapsed.as_secs_f64()));
+    if let (Some(exchange), Some(report)) = (&request.exchange, exchange_report.as_mut()) {
+        let (r, d) =
+            prove_exchange(services, request, exchange, &proof, client_cert, exchange_admin.as_ref(), report, started)
+                .await?;
+        requests += r;
+        depth += d;
+    }
 
     // 9. The profile.
     progress.stage(format!("5/5 profile {}", store.describe()));
@@ -364,7 +413,80 @@ pub async fn setup(
         requests,
         round_trip_depth: depth,
         elapsed_ms: millis(services.since(started)),
+        exchange: exchange_report,
     })
+}
+
+/// The least-privilege proof: the token has no `wids` (no Entra role, unless kept), the app's own token runs a
+/// read cmdlet its roles allow (waiting out RBAC propagation within `--wait`), and Exchange reports the write
+/// scope's filter as asked. Returns (requests, round trips).
+#[allow(clippy::too_many_arguments, reason = "setup's own state, passed down once")]
+async fn prove_exchange(
+    services: &Services,
+    request: &SetupRequest,
+    exchange: &ExchangeSetup,
+    proof: &crate::Proof,
+    client_cert: cba_token::ClientCertificate,
+    admin: Option<&exchange_roles::Exo>,
+    report: &mut ExchangeReport,
+    started: time::OffsetDateTime,
+) -> Result<(u32, u32), Error> {
+    let progress = services.progress.as_ref();
+    if !exchange.keep_entra_role && proof.wids.as_ref().is_some_and(|w| !w.is_empty()) {
+        return Err(Error::ExchangeObject {
+            object: format!("the Exchange token of app {}", client_cert.client_id()),
+            problem: format!(
+                "it carries Entra directory roles (wids [{}]) besides the role group: remove the role assignment \
+                 (cba status shows it), or keep it on purpose with --keep-entra-role",
+                proof.wids.as_deref().unwrap_or_default().join(", ")
+            ),
+        });
+    }
+    let left = request.wait.saturating_sub(services.since(started));
+    let app = exchange_roles::app_client(services, client_cert, left)?;
+    match exchange_roles::proof_cmdlet(&report.roles) {
+        Some((cmdlet, params)) => {
+            progress.stage(format!(
+                "4/5 proof: the app runs {cmdlet} with its own token (role group {})",
+                report.role_group
+            ));
+            let waited = exchange_roles::prove_access(services, &app, cmdlet, &params, left).await?;
+            progress.detail(format!("{cmdlet} allowed after {:.1} s", waited.as_secs_f64()));
+            report.proof_cmdlet = Some(cmdlet.to_string());
+            report.rbac_wait_ms = millis(waited);
+        }
+        None => progress.detail(format!(
+            "no read cmdlet known for the roles [{}]: the app's access is not proven by a cmdlet",
+            report.roles.join(", ")
+        )),
+    }
+    let mut requests = app.requests();
+    if let (Some(name), Some(asked), Some(admin)) = (&report.scope, scope_asked(&exchange.roles), admin) {
+        let before = admin.requests();
+        let found = exchange_roles::scope_filter(admin, name).await?;
+        requests += admin.requests() - before;
+        match found {
+            Some(f) if exchange_roles::same_filter(&f, asked) => {
+                progress.detail(format!("write scope {name}: {f}"));
+                report.write_scope = Some(f);
+            }
+            other => {
+                return Err(Error::ExchangeObject {
+                    object: format!("management scope {name:?}"),
+                    problem: format!("Exchange reports the filter {other:?}, not {asked:?}"),
+                });
+            }
+        }
+    }
+    report.requests += requests;
+    Ok((requests, requests))
+}
+
+fn scope_asked(roles: &exchange_roles::ExchangeRoles) -> Option<&str> {
+    match roles {
+        exchange_roles::ExchangeRoles::Custom { write_scope, .. } => write_scope.as_deref(),
+        exchange_roles::ExchangeRoles::Group(_) => None,
+    }
 }
 
 /// The `uniqueName` setup creates an app by: `cba-` + the name's safe characters + a hash of the whole name

@@ -122,6 +122,13 @@ impl StatusReport {
     pub fn failed(&self) -> Vec<&Check> {
         self.checks.iter().filter(|c| c.ok != Some(true)).collect()
     }
+
+    /// Add checks made elsewhere (the Exchange role group's, [`crate::exchange_roles::checks`]) after the
+    /// others; the verdict is recomputed.
+    pub fn add_checks(&mut self, checks: Vec<Check>) {
+        self.checks.extend(checks);
+        self.ok = self.checks.iter().all(|c| c.ok == Some(true));
+    }
 }
 
 fn check(check: &'static str, ok: Option<bool>, source: &'static str, detail: impl Into<String>) -> Check {
@@ -417,6 +424,10 @@ pub async fn status(
         "role",
         "token",
     ];
+    if t.roles.is_empty() {
+        // No Entra role was assigned (an Exchange role group instead): nothing to find in `wids`.
+        checks.retain(|c| c.check != "role");
+    }
     checks.sort_by_key(|c| ORDER.iter().position(|o| *o == c.check).unwrap_or(ORDER.len()));
     let ok = checks.iter().all(|c| c.ok == Some(true));
     Ok(StatusReport {

@@ -203,6 +203,7 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
             dry_run: false,
             wait: Duration::from_secs(120),
             ui,
+            exchange: None,
         };
         let report = setup::execute(&settings).await?.report;
         let state = sim.state().await;
@@ -347,6 +348,7 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
             admin: admin(),
             delete_files: false,
             ui,
+            exchange_admin: None,
         };
         let report = teardown::execute(&settings).await?;
         let state = sim.state().await;
@@ -412,6 +414,7 @@ async fn status_step(
             // may not list the role assignment for a moment.
             replication: Replication::Expected,
             ui,
+            exchange_admin: None,
         };
         let report = status::execute(&settings).await?;
         status::verdict(&report)?;

@@ -66,6 +66,29 @@ pub enum Command {
     /// Prove the whole chain works (token, Exchange, permissions) with Get-OrganizationConfig.
     #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
+    /// Which Exchange role groups and roles the app holds, read from Exchange (role groups given by `cba setup
+    /// --exchange-role-group/--exchange-roles`).
+    #[command(after_help = ROLES_EXAMPLES)]
+    Roles(RolesArgs),
+}
+
+const ROLES_EXAMPLES: &str = "\
+Examples:
+  CBA_EXO_ADMIN_TOKEN=... cba exo roles --profile contoso-exo.profile.json   # read as the administrator
+  cba exo roles --profile contoso-exo.profile.json --exchange-admin device-code
+  cba exo roles --profile contoso-exo.profile.json --output json     # with the app's own token
+
+Reading role groups needs the Role Management role: the administrator's Exchange sign-in has it (--exchange-admin,
+or CBA_EXO_ADMIN_TOKEN), the app's own token only when one of its groups holds it (else exit 5). The Entra role's
+implicit group (Exchange Administrator acts as Organization Management) is not a membership and is not listed.";
+
+/// `cba exo roles` flags.
+#[derive(Debug, clap::Args)]
+pub struct RolesArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub exchange_admin: crate::settings::ExchangeAdminArgs,
 }
 
 /// Where Exchange is and how to sign in: the app's certificate (as `cba token`), or a token you already have.
@@ -206,7 +229,70 @@ pub fn run(cmd: Command, global: &Global) -> anyhow::Result<()> {
     match cmd {
         Command::Invoke(args) => invoke(args, global),
         Command::Check(args) => check(args, global),
+        Command::Roles(args) => roles(args, global),
     }
+}
+
+fn roles(args: RolesArgs, global: &Global) -> anyhow::Result<()> {
+    use cba_lifecycle::exchange_roles::{self, Exo};
+    let conn = connect(&args.connection)?;
+    let app_id = conn.client_id.clone().ok_or_else(|| {
+        fail(Exit::Usage, "which app? pass --profile FILE (or CBA_PROFILE), or --client-id (AZURE_CLIENT_ID)")
+    })?;
+    let env = |k: &str| std::env::var(k).ok();
+    let runtime = crate::runtime()?;
+    let reader = if args.exchange_admin.given(env) {
+        let profile = crate::settings::complete_profile(args.connection.app.profile.clone())?;
+        let endpoints = crate::settings::EndpointArgs {
+            cloud: args.connection.cloud,
+            authority_host: args.connection.authority_host.clone(),
+            graph_url: None,
+            exchange_url: Some(conn.exchange_url.clone()),
+        };
+        let urls = crate::settings::Urls::resolve(&endpoints, profile.as_ref(), env)?;
+        let services = crate::connect::services(&urls, crate::connect::Ui { style: global.style, all_waits: false })?;
+        let credential = args.exchange_admin.resolve(None, env)?;
+        runtime
+            .block_on(exchange_roles::admin_client(
+                &services,
+                &credential,
+                &conn.tenant,
+                std::time::Duration::from_secs(120),
+            ))
+            .map_err(crate::connect::lifecycle_failure)?
+    } else {
+        Exo::new(
+            client(&conn, cba_exo::DEFAULT_PAGE_SIZE, global, Arc::new(AtomicUsize::new(0)))?,
+            format!("app {app_id}"),
+        )
+    };
+    let report =
+        runtime.block_on(exchange_roles::app_roles(&reader, &app_id)).map_err(crate::connect::lifecycle_failure)?;
+    output::print_document(global.output, &report, roles_text)
+}
+
+fn roles_text(r: &cba_lifecycle::exchange_roles::AppRoles) -> String {
+    let mut out = String::new();
+    match &r.service_principal {
+        None => out.push_str(&format!(
+            "app {} has no Exchange service principal: it holds no role group (only what its Entra role gives)\n",
+            r.app_id
+        )),
+        Some(sp) if r.role_groups.is_empty() => {
+            out.push_str(&format!("app {} (Exchange service principal {sp}) is in no role group\n", r.app_id))
+        }
+        Some(sp) => {
+            out.push_str(&format!("app {} (Exchange service principal {sp})\n", r.app_id));
+            for g in &r.role_groups {
+                out.push_str(&format!("  {}: {}\n", g.role_group, g.roles.join(", ")));
+                if let Some(scope) = &g.write_scope {
+                    let filter = g.write_scope_filter.as_deref().unwrap_or("?");
+                    out.push_str(&format!("    write scope {scope}: {filter}\n"));
+                }
+            }
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------------------

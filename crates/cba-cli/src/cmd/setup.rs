@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cba_graph::wellknown::{self, Role};
+use cba_lifecycle::exchange_roles::{ExchangeRoles, ExchangeSetup};
 use cba_lifecycle::{AdminCredential, Credential, SetupReport, SetupRequest};
 use serde::Serialize;
 
@@ -23,7 +24,7 @@ use crate::pkcs11::{self, KeyArgs};
 use crate::powershell::{self, ConnectExchangeOnline, PfxPassword};
 use crate::profile::{CertificateRef, FileStore, Profile};
 use crate::secrets::PasswordArgs;
-use crate::settings::{self, AdminArgs, EndpointArgs, Urls};
+use crate::settings::{self, AdminArgs, EndpointArgs, ExchangeAdminArgs, Urls};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -59,9 +60,31 @@ pub struct Args {
     pub new_cert: NewCertOptions,
     #[command(flatten)]
     pub key: KeyArgs,
-    /// The Entra role(s) to assign (repeatable; case-insensitive) [default: Exchange Administrator].
+    /// The Entra role(s) to assign (repeatable; case-insensitive) [default: Exchange Administrator, none
+    /// with --exchange-role-group or --exchange-roles].
     #[arg(long = "role", value_name = "NAME")]
     pub roles: Vec<String>,
+    /// Least privilege: add the app to this existing Exchange role group ("View-Only Organization
+    /// Management", "Recipient Management", "Help Desk", a custom one) instead of assigning an Entra role.
+    #[arg(long, value_name = "NAME", conflicts_with = "exchange_roles")]
+    pub exchange_role_group: Option<String>,
+    /// Least privilege: a custom Exchange role group cba-APP with exactly these roles (comma-separated, e.g.
+    /// "Mail Recipients,View-Only Recipients") instead of an Entra role.
+    #[arg(long, value_name = "ROLES")]
+    pub exchange_roles: Option<String>,
+    /// With --exchange-roles: limit the group's writes to the recipients this OPATH filter matches (a
+    /// management scope, e.g. "Department -eq 'Sales'").
+    #[arg(long, value_name = "OPATH", requires = "exchange_roles")]
+    pub write_scope: Option<String>,
+    /// With an Exchange role group: assign the --role Entra role(s) as well (their permissions add up).
+    #[arg(long)]
+    pub keep_entra_role: bool,
+    /// Run Enable-OrganizationCustomization when the tenant needs it for a custom role group (it changes
+    /// the whole organization; without --yes setup stops and says so).
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub exchange_admin: ExchangeAdminArgs,
     #[command(flatten)]
     pub endpoints: EndpointArgs,
     #[command(flatten)]
@@ -102,6 +125,8 @@ pub struct Settings {
     pub dry_run: bool,
     pub wait: Duration,
     pub ui: Ui,
+    /// The Exchange role group, instead of (or with --keep-entra-role, besides) the Entra roles.
+    pub exchange: Option<ExchangeSetup>,
 }
 
 impl Settings {
@@ -130,7 +155,32 @@ impl Settings {
                 None => CertSource::New(args.new_cert),
             },
         };
-        let roles = if args.roles.is_empty() {
+        let exchange_roles = match (&args.exchange_role_group, &args.exchange_roles) {
+            (Some(group), _) => Some(ExchangeRoles::Group(group.trim().to_string())),
+            (None, Some(list)) => Some(ExchangeRoles::Custom {
+                roles: list.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
+                write_scope: args.write_scope.clone(),
+            }),
+            (None, None) => None,
+        };
+        if let Some(roles) = &exchange_roles {
+            cba_lifecycle::exchange_roles::check(roles).map_err(|e| fail(Exit::Usage, e))?;
+            if !args.roles.is_empty() && !args.keep_entra_role {
+                return Err(fail(
+                    Exit::Usage,
+                    "--role with an Exchange role group: their permissions add up, so the Entra role would undo the \
+                     least privilege; drop --role, or pass --keep-entra-role to assign both",
+                ));
+            }
+        } else if args.keep_entra_role || args.exchange_admin.exchange_admin.is_some() {
+            return Err(fail(
+                Exit::Usage,
+                "--keep-entra-role and --exchange-admin go with --exchange-role-group or --exchange-roles",
+            ));
+        }
+        let roles = if exchange_roles.is_some() && args.roles.is_empty() && !args.keep_entra_role {
+            Vec::new()
+        } else if args.roles.is_empty() {
             vec![wellknown::EXCHANGE_ADMINISTRATOR]
         } else {
             let mut roles = Vec::new();
@@ -152,6 +202,15 @@ impl Settings {
             &[("--authority-host", &urls.login), ("--graph-url", &urls.graph), ("--exchange-url", &urls.exchange)],
         );
         let admin = args.admin.resolve(|k| std::env::var(k).ok())?;
+        let exchange = match exchange_roles {
+            Some(roles) => Some(ExchangeSetup {
+                roles,
+                keep_entra_role: args.keep_entra_role,
+                enable_customization: args.yes,
+                admin: args.exchange_admin.resolve(Some(&admin), |k| std::env::var(k).ok())?,
+            }),
+            None => None,
+        };
         Ok(Settings {
             tenant,
             name: args.name,
@@ -163,6 +222,7 @@ impl Settings {
             dry_run: args.dry_run,
             wait: args.wait,
             ui: Ui { style: global.style, all_waits: false },
+            exchange,
         })
     }
 }
@@ -317,6 +377,7 @@ pub async fn execute(s: &Settings) -> anyhow::Result<Document> {
         new_certificate: loaded.new,
         dry_run: s.dry_run,
         wait: s.wait,
+        exchange: s.exchange.clone(),
     };
     let report =
         cba_lifecycle::setup(&services, &store, &s.admin, &request).await.map_err(connect::lifecycle_failure)?;
@@ -452,6 +513,30 @@ pub fn text(d: &Document) -> String {
         ));
         if let Some(roles) = &r.token_roles {
             fields.push(("proof", format!("Exchange token with roles [{}]", roles.join(", "))));
+        }
+        if let Some(x) = &r.exchange {
+            fields.push((
+                "exchange group",
+                format!(
+                    "{}{} [{}]",
+                    x.role_group,
+                    if x.role_group_created { " (made by cba)" } else { "" },
+                    x.roles.join(", ")
+                ),
+            ));
+            if let (Some(scope), Some(filter)) = (&x.scope, &x.write_scope) {
+                fields.push(("write scope", format!("{scope}: {filter}")));
+            }
+            fields.push(("exchange sp", x.service_principal.clone()));
+            if let Some(cmdlet) = &x.proof_cmdlet {
+                fields.push((
+                    "exchange proof",
+                    format!(
+                        "the app ran {cmdlet} ({:.1} s for Exchange to apply the group)",
+                        x.rbac_wait_ms as f64 / 1000.0
+                    ),
+                ));
+            }
         }
     }
     fields.push(("requests", format!("{} (round-trip depth {}, {} ms)", r.requests, r.round_trip_depth, r.elapsed_ms)));

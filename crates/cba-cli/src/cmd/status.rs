@@ -15,6 +15,8 @@ use std::time::Duration;
 use cba_graph::Replication;
 use cba_graph::wellknown::{self, Role};
 use cba_lifecycle::AdminCredential;
+use cba_lifecycle::exchange_roles::ExchangeAdminCredential;
+use cba_lifecycle::profile::ExchangeProfile;
 use cba_lifecycle::status::{CertificateInput, Remedy, StatusReport, StatusRequest};
 
 use crate::Global;
@@ -25,7 +27,7 @@ use crate::exit::{Exit, fail};
 use crate::output;
 use crate::profile::{FileStore, Profile};
 use crate::secrets::PasswordArgs;
-use crate::settings::{self, AdminArgs, AppArgs, EndpointArgs, Urls};
+use crate::settings::{self, AdminArgs, AppArgs, EndpointArgs, ExchangeAdminArgs, Urls};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -56,6 +58,8 @@ pub struct Args {
     pub endpoints: EndpointArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
+    #[command(flatten)]
+    pub exchange_admin: ExchangeAdminArgs,
     /// Keep trying the token through replication (AADSTS700016/700027) for up to DURATION [default: one try].
     #[arg(long, value_name = "DURATION", value_parser = settings::parse_duration)]
     pub wait: Option<Duration>,
@@ -81,6 +85,8 @@ pub struct Target {
     /// The thumbprint the profile expects the file to hold (without a profile: whatever the file holds).
     pub expected_thumbprint: Option<String>,
     pub roles: Vec<Role>,
+    /// The Exchange role group the profile records (checked in Exchange).
+    pub exchange: Option<ExchangeProfile>,
 }
 
 impl Target {
@@ -97,7 +103,13 @@ impl Target {
             cert_path: p.certificate.path.clone(),
             key: p.certificate.key.clone(),
             expected_thumbprint: Some(p.certificate.thumbprint_sha1.clone()),
-            roles: if roles.is_empty() { vec![wellknown::EXCHANGE_ADMINISTRATOR] } else { roles },
+            // An Exchange role group instead of an Entra role: no role to find.
+            roles: if roles.is_empty() && p.exchange.is_none() {
+                vec![wellknown::EXCHANGE_ADMINISTRATOR]
+            } else {
+                roles
+            },
+            exchange: p.exchange.clone(),
         }
     }
 
@@ -142,6 +154,7 @@ impl Target {
                 key: None,
                 expected_thumbprint: None,
                 roles: vec![wellknown::EXCHANGE_ADMINISTRATOR],
+                exchange: None,
             },
         };
         if !target.app_id.eq_ignore_ascii_case(&app_id) {
@@ -149,6 +162,7 @@ impl Target {
             target.app_name = None;
             target.app_object_id = None;
             target.roles = vec![wellknown::EXCHANGE_ADMINISTRATOR];
+            target.exchange = None;
         }
         if target.cert_path != cert_path {
             target.expected_thumbprint = None;
@@ -185,6 +199,8 @@ pub struct Settings {
     /// not list yet is then waited out instead of reported missing.
     pub replication: Replication,
     pub ui: Ui,
+    /// Read the Exchange role group with the administrator's Exchange sign-in (else with the app's own token).
+    pub exchange_admin: Option<ExchangeAdminCredential>,
 }
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
@@ -201,6 +217,8 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     let target = Target::resolve(&args, profile.as_ref().map(|(_, p)| p), env)?;
     let urls = Urls::resolve(&args.endpoints, profile.as_ref().map(|(_, p)| p), env)?;
     let admin = if args.admin.given() { Some(args.admin.resolve(env)?) } else { None };
+    let exchange_admin =
+        if args.exchange_admin.given(env) { Some(args.exchange_admin.resolve(admin.as_ref(), env)?) } else { None };
     let settings = Settings {
         profile_path: profile.map(|(path, _)| path),
         target,
@@ -210,6 +228,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         wait: args.wait,
         replication: Replication::NotExpected,
         ui: Ui { style: global.style, all_waits: false },
+        exchange_admin,
     };
     let report = crate::runtime()?.block_on(execute(&settings))?;
     output::print_document(global.output, &report, text)?;
@@ -239,6 +258,7 @@ pub async fn execute(s: &Settings) -> anyhow::Result<StatusReport> {
                 .map_err(|e| format!("{e:#}")),
         ),
     };
+    let app_credential = loaded.as_ref().ok().cloned();
     let request = StatusRequest {
         tenant: t.tenant.clone(),
         app_id: t.app_id.clone(),
@@ -260,6 +280,19 @@ pub async fn execute(s: &Settings) -> anyhow::Result<StatusReport> {
     )
     .await
     .map_err(connect::lifecycle_failure)?;
+    if let Some(recorded) = &t.exchange {
+        let checks = cba_lifecycle::exchange_roles::status_checks(
+            &services,
+            s.exchange_admin.as_ref(),
+            app_credential.as_ref(),
+            &report.tenant_id,
+            &t.app_id,
+            recorded,
+        )
+        .await
+        .map_err(connect::lifecycle_failure)?;
+        report.add_checks(checks);
+    }
     for check in &mut report.checks {
         if let Some(remedy) = check.remedy {
             check.detail = format!("{}: {}", check.detail, remedy_text(remedy));
@@ -284,7 +317,7 @@ fn remedy_text(remedy: Remedy) -> &'static str {
         Remedy::Rotate => "`cba cert rotate`",
         Remedy::RotateWithAdmin => "run `cba cert rotate --admin ...`",
         Remedy::RestoreCertificate => "restore the file or rerun `cba setup --cert`",
-        Remedy::CheckWithAdmin => "check with --admin",
+        Remedy::CheckWithAdmin => "check with --admin (Exchange links: --exchange-admin)",
         _ => "see `cba status --help`",
     }
 }
@@ -366,6 +399,7 @@ mod tests {
             previous_certificate: None,
             pending_certificate: None,
             retired: Vec::new(),
+            exchange: None,
         }
     }
 

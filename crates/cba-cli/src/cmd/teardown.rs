@@ -5,6 +5,7 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 
 use cba_graph::provision::AppRef;
+use cba_lifecycle::exchange_roles::ExchangeAdminCredential;
 use cba_lifecycle::{AdminCredential, TeardownReport, TeardownRequest};
 
 use crate::Global;
@@ -12,7 +13,7 @@ use crate::connect::{self, Ui};
 use crate::exit::{Exit, fail};
 use crate::output;
 use crate::profile::{FileStore, Profile};
-use crate::settings::{self, AdminArgs, EndpointArgs, Urls};
+use crate::settings::{self, AdminArgs, EndpointArgs, ExchangeAdminArgs, Urls};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -39,6 +40,8 @@ pub struct Args {
     pub endpoints: EndpointArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
+    #[command(flatten)]
+    pub exchange_admin: ExchangeAdminArgs,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -58,6 +61,8 @@ pub struct Settings {
     pub admin: AdminCredential,
     pub delete_files: bool,
     pub ui: Ui,
+    /// The administrator's Exchange sign-in, when the profile records an Exchange role group.
+    pub exchange_admin: Option<ExchangeAdminCredential>,
 }
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
@@ -90,13 +95,22 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     if !args.yes {
         confirm(&format!(
             "Delete app {} in tenant {}, with its service principal, Exchange.ManageAsApp grant and role \
-             assignments{}?",
+             assignments{}{}?",
             request.label,
             request.tenant,
+            if profile.is_some_and(|p| p.exchange.is_some()) {
+                ", its Exchange role group membership (and the group and scope cba made)"
+            } else {
+                ""
+            },
             if args.delete_files { ", and the local certificate and profile files cba made" } else { "" }
         ))?;
     }
     let admin = args.admin.resolve(|k| std::env::var(k).ok())?;
+    let exchange_admin = match profile.and_then(|p| p.exchange.as_ref()) {
+        Some(_) => Some(args.exchange_admin.resolve(Some(&admin), |k| std::env::var(k).ok())?),
+        None => None,
+    };
     let (store, profile) = loaded.unzip();
     let settings = Settings {
         store,
@@ -106,6 +120,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         admin,
         delete_files: args.delete_files,
         ui: Ui { style: global.style, all_waits: false },
+        exchange_admin,
     };
     let report = crate::runtime()?.block_on(execute(&settings))?;
     output::print_document(global.output, &report, text)
@@ -129,8 +144,21 @@ fn confirm(question: &str) -> anyhow::Result<()> {
 
 pub async fn execute(s: &Settings) -> anyhow::Result<TeardownReport> {
     let services = connect::services(&s.urls, s.ui)?;
+    // Exchange first: the role group membership, the group and scope cba made, the Exchange service principal.
+    let exchange = match (&s.profile, &s.exchange_admin) {
+        (Some(p), Some(admin)) => cba_lifecycle::exchange_roles::teardown_profile(&services, admin, p)
+            .await
+            .map_err(connect::lifecycle_failure)?,
+        _ => None,
+    };
     let mut report =
         cba_lifecycle::teardown(&services, &s.admin, &s.request).await.map_err(connect::lifecycle_failure)?;
+    if let Some(x) = exchange {
+        report.removed.splice(0..0, x.removed);
+        report.already_gone.splice(0..0, x.already_gone);
+        report.requests += x.requests;
+        report.round_trip_depth += x.requests;
+    }
     // The app is gone: a cached token of it would only hide that (`cba exo check` succeeding from the cache).
     if let Some(app_id) = report.app_id.as_deref().or(s.profile.as_ref().map(|p| p.app_id.as_str())) {
         let mut tenants = vec![s.request.tenant.as_str()];

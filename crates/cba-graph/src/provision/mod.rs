@@ -16,6 +16,7 @@
 mod rotate;
 mod status;
 mod teardown;
+mod tenant;
 
 use std::fmt;
 
@@ -33,6 +34,7 @@ use crate::{Error, GraphClient, Replication};
 pub use rotate::{KeyChange, add_key_with_proof, remove_key_with_proof, replace_keys_patch};
 pub use status::{RegisteredCertificate, StatusReport, StatusRequest, status};
 pub use teardown::{TeardownOutcome, teardown, teardown_with};
+pub use tenant::{TenantOutcome, TenantRemoval, TenantState, onboard_tenant, remove_from_tenant, tenant_state};
 
 /// One provisioning step, as reported in progress events and outcomes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -44,6 +46,8 @@ pub enum Step {
     Application,
     /// The certificate on the application.
     Certificate,
+    /// Switching an existing app's `signInAudience` to multi-tenant (`AzureADMultipleOrgs`).
+    SignInAudience,
     /// The service principal.
     ServicePrincipal,
     /// The Exchange.ManageAsApp grant (admin consent).
@@ -64,7 +68,7 @@ impl Step {
         match self {
             Step::Lookup => 0,
             Step::Application => 1,
-            Step::Certificate => 2,
+            Step::Certificate | Step::SignInAudience => 2,
             Step::ServicePrincipal => 3,
             Step::Grant => 4,
             Step::RoleAssignment { .. } => 5,
@@ -78,6 +82,7 @@ impl fmt::Display for Step {
             Step::Lookup => f.write_str("look-up"),
             Step::Application => f.write_str("application"),
             Step::Certificate => f.write_str("certificate registration"),
+            Step::SignInAudience => f.write_str("multi-tenant sign-in (signInAudience AzureADMultipleOrgs)"),
             Step::ServicePrincipal => f.write_str("service principal"),
             Step::Grant => f.write_str("Exchange.ManageAsApp grant"),
             Step::RoleAssignment { role } => write!(f, "{role} role assignment"),
@@ -166,7 +171,9 @@ pub struct SetupRequest {
     pub thumbprint_sha1: String,
     /// Directory roles to assign (default: Exchange Administrator).
     pub roles: Vec<Role>,
-    /// `signInAudience` for a new app (default `AzureADMyOrg`).
+    /// `signInAudience` for a new app (default `AzureADMyOrg`). [`MULTI_TENANT`](wellknown::MULTI_TENANT)
+    /// also switches an existing app (a PATCH, reported as [`Step::SignInAudience`]); a single-tenant request
+    /// never switches a multi-tenant app back (that would lock out every customer tenant).
     pub sign_in_audience: String,
     /// A client-chosen alternate key (`uniqueName`) to create the app by: with it, the create is an upsert
     /// (`PATCH /applications(uniqueName='…')` + `Prefer: create-if-missing`) that a rerun after a crash
@@ -214,6 +221,10 @@ impl SetupRequest {
             return Err(invalid("SHA-1 thumbprint", &self.thumbprint_sha1, "40 hex digits"));
         }
         Ok(())
+    }
+
+    fn multi_tenant(&self) -> bool {
+        self.sign_in_audience == wellknown::MULTI_TENANT
     }
 
     fn roles(&self) -> Vec<Role> {
@@ -351,6 +362,13 @@ pub(crate) async fn resolve_app(
     }
 }
 
+fn is_multi_tenant(app: &Application) -> bool {
+    // Any organization's accounts (with or without personal accounts): consentable in other tenants.
+    app.sign_in_audience
+        .as_deref()
+        .is_some_and(|a| a == wellknown::MULTI_TENANT || a == "AzureADandPersonalMicrosoftAccount")
+}
+
 fn manage_as_app_grant<'a>(grants: &'a [AppRoleAssignment], exchange_sp_id: &str) -> Option<&'a AppRoleAssignment> {
     grants.iter().find(|g| {
         g.resource_id.eq_ignore_ascii_case(exchange_sp_id)
@@ -402,6 +420,11 @@ pub async fn plan(client: &GraphClient, request: &SetupRequest) -> Result<Plan, 
     let mut note = |step: Step, exists: bool| if exists { existing.push(step) } else { to_create.push(step) };
     note(Step::Application, app.is_some());
     note(Step::Certificate, certificate_registered);
+    if request.multi_tenant()
+        && let Some(app) = &app
+    {
+        note(Step::SignInAudience, is_multi_tenant(app));
+    }
     note(Step::ServicePrincipal, sp.is_some());
     note(Step::Grant, grant_id.is_some());
     for state in &role_assignments {
@@ -501,7 +524,7 @@ pub async fn apply(
         }
     };
     let rest = async {
-        let (sp, sp_is_new, mut depth, sp_change) = ensure_service_principal(client, &app, app_is_new, &rec)
+        let (sp, sp_is_new, mut depth, sp_change) = ensure_service_principal(client, &app.app_id, app_is_new, &rec)
             .await
             .map_err(|e| e.in_step(Step::ServicePrincipal, app_object.clone()))?;
         let sp_object = format!("service principal {} of {app_object}", sp.id);
@@ -518,9 +541,25 @@ pub async fn apply(
         changes.extend(assigned.1);
         Ok::<_, Error>((sp, grant.0, assigned.0, changes, depth))
     };
-    let (cert, (sp, grant_id, role_assignments, rest_changes, rest_depth)) = tokio::try_join!(certificate, rest)?;
-    depth += cert.1.max(rest_depth);
+    let audience = async {
+        if app_is_new || !request.multi_tenant() {
+            return Ok((Vec::new(), 0));
+        }
+        if is_multi_tenant(&app) {
+            return Ok((vec![rec.done(Step::SignInAudience, Change::Unchanged, &app.id)], 0));
+        }
+        rec.start(&Step::SignInAudience);
+        client
+            .set_sign_in_audience(&app.id, wellknown::MULTI_TENANT, Replication::Expected)
+            .await
+            .map_err(|e| e.in_step(Step::SignInAudience, app_object.clone()))?;
+        Ok::<_, Error>((vec![rec.done(Step::SignInAudience, Change::Created, &app.id)], 1))
+    };
+    let (cert, audience, (sp, grant_id, role_assignments, rest_changes, rest_depth)) =
+        tokio::try_join!(certificate, audience, rest)?;
+    depth += cert.1.max(audience.1).max(rest_depth);
     changes.extend(cert.0);
+    changes.extend(audience.0);
     changes.extend(rest_changes);
     changes.retain(|(step, _)| *step != Step::Lookup);
     changes.sort_by_key(|(step, _)| step.rank());
@@ -628,14 +667,14 @@ async fn ensure_certificate(
 /// created now (then it has no grants or roles to list).
 async fn ensure_service_principal(
     client: &GraphClient,
-    app: &Application,
+    app_id: &str,
     app_is_new: bool,
     rec: &Recorder<'_>,
 ) -> Result<(ServicePrincipal, bool, u32, (Step, Change)), Error> {
     let mut depth = 0;
     if !app_is_new {
         depth += 1;
-        if let Some(sp) = client.service_principal_for_app(&app.app_id, Replication::NotExpected).await? {
+        if let Some(sp) = client.service_principal_for_app(app_id, Replication::NotExpected).await? {
             let change = rec.done(Step::ServicePrincipal, Change::Unchanged, &sp.id);
             return Ok((sp, false, depth, change));
         }
@@ -643,7 +682,7 @@ async fn ensure_service_principal(
     rec.start(&Step::ServicePrincipal);
     depth += 1;
     // Right after the app's creation: 400 NoBackingApplicationObject until it replicates.
-    match client.upsert_service_principal(&app.app_id, Replication::Expected).await? {
+    match client.upsert_service_principal(app_id, Replication::Expected).await? {
         Created::Created(sp) => {
             let change = rec.done(Step::ServicePrincipal, Change::Created, &sp.id);
             Ok((sp, true, depth, change))
@@ -651,7 +690,7 @@ async fn ensure_service_principal(
         Created::AlreadyExisted => {
             // 204: it exists (perhaps made by a crashed run and not yet replicated to every reader).
             depth += 1;
-            let sp = client.get_service_principal_by_app_id(&app.app_id, Replication::Expected).await?;
+            let sp = client.get_service_principal_by_app_id(app_id, Replication::Expected).await?;
             let change = rec.done(Step::ServicePrincipal, Change::Unchanged, &sp.id);
             Ok((sp, false, depth, change))
         }

@@ -239,6 +239,7 @@ pub fn request(tenant: &Tenant, identity: &Identity) -> SetupRequest {
         new_certificate: true,
         dry_run: false,
         wait: Duration::from_secs(120),
+        exchange: None,
     }
 }
 
