@@ -9,6 +9,7 @@ mod exit;
 mod fsutil;
 mod hints;
 mod http;
+mod keyvault;
 mod output;
 mod pkcs11;
 mod powershell;

@@ -106,7 +106,9 @@ pub fn refuse_pfx_options(o: &NewCertOptions) -> anyhow::Result<()> {
     match pfx_only.iter().find(|(given, _)| *given) {
         Some((_, flag)) => Err(fail(
             Exit::Usage,
-            format!("{flag} is for PFX files; with --key the token generates an RSA-2048 key and no PFX is written"),
+            format!(
+                "{flag} is for PFX files; with --key the token (or vault) generates an RSA-2048 key and no PFX is written"
+            ),
         )),
         None => Ok(()),
     }

@@ -102,6 +102,8 @@ struct Report {
     problems: Vec<ProblemJson>,
     files: Option<Files>,
     token_key: Option<TokenKeyJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vault_key: Option<crate::keyvault::VaultKeyJson>,
 }
 
 /// Where a `--key` key is and how the token protects it (read back from the token).
@@ -137,10 +139,18 @@ fn report(identity: &Identity, now: OffsetDateTime, need_key: bool) -> Report {
             .collect(),
         files: None,
         token_key: None,
+        vault_key: None,
     }
 }
 
 fn new(args: NewArgs, global: &Global) -> anyhow::Result<()> {
+    if let Some(url) = args.key.key.as_deref().filter(|k| crate::keyvault::is_vault(k)) {
+        pkcs11::refuse_pfx_options(&args.options)?;
+        let made = crate::keyvault::make_certificate(&args.name, &args.options, url)?;
+        let mut doc = vault_report(&made.certificate, made.reused);
+        doc.files = Some(Files { pfx: None, cer: made.cer_path.display().to_string(), pem: None });
+        return print_report(&doc, global);
+    }
     if let Some(uri) = &args.key.key {
         return new_in_token(&args, uri, global);
     }
@@ -157,6 +167,17 @@ fn new(args: NewArgs, global: &Global) -> anyhow::Result<()> {
 fn show(args: ShowArgs, global: &Global) -> anyhow::Result<()> {
     let Some(file) = &args.file else {
         let uri = args.key.key.as_deref().expect("clap requires FILE or --key");
+        if crate::keyvault::is_vault(uri) {
+            let (certificate, _signer) = crate::keyvault::open(&crate::keyvault::parse_url(uri)?)?;
+            print_report(&vault_report(&certificate, true), global)?;
+            let identity = Identity {
+                certificate: certificate.certificate.clone(),
+                private_key: None,
+                chain: Vec::new(),
+                pfx_format: None,
+            };
+            return refuse_problems(&identity, false, &certificate.url.to_string());
+        }
         return show_in_token(uri, args.key.pkcs11_module.as_deref(), global);
     };
     let bytes = fsutil::read(file)?;
@@ -200,6 +221,21 @@ fn token_report(
         reused,
     });
     Ok(doc)
+}
+
+/// The report of a vault certificate: its key is in the vault (the vault made the certificate for it).
+fn vault_report(certificate: &cba_keyvault::VaultCertificate, reused: bool) -> Report {
+    let identity = Identity {
+        certificate: certificate.certificate.clone(),
+        private_key: None,
+        chain: Vec::new(),
+        pfx_format: None,
+    };
+    let mut doc = report(&identity, OffsetDateTime::now_utc(), false);
+    doc.has_private_key = true;
+    doc.key_matches = Some(true);
+    doc.vault_key = Some(crate::keyvault::VaultKeyJson::new(certificate, reused));
+    doc
 }
 
 /// `cert new --key`: the key generated in the token (or the one already there), its self-signed certificate
@@ -259,6 +295,20 @@ fn print_report(doc: &Report, global: &Global) -> anyhow::Result<()> {
                     if k.extractable { "EXTRACTABLE" } else { "not extractable" }
                 );
                 fields.push(("key uri", k.uri.clone()));
+            }
+            if let Some(k) = &doc.vault_key {
+                let private = fields.iter_mut().find(|(name, _)| *name == "private key").expect("pushed above");
+                private.1 = format!(
+                    "in the vault {}, {}",
+                    k.vault,
+                    match k.exportable {
+                        Some(true) => "EXPORTABLE",
+                        Some(false) => "not exportable",
+                        None => "exportable: unknown",
+                    }
+                );
+                fields.push(("key url", k.url.clone()));
+                fields.push(("kid", k.kid.clone()));
             }
             if let Some(format) = doc.pfx_format {
                 fields.push(("pfx format", format.to_string()));

@@ -112,6 +112,11 @@ pub async fn execute(
     let services = connect::services(urls, ui)?;
     let token_key = store.read()?.certificate.key;
     let report = match token_key {
+        // The key is in a vault: its successor is the certificate's next version.
+        Some(uri) if crate::keyvault::is_vault(&uri) => {
+            let keys = crate::keyvault::VaultKeys::new(&uri, request.days)?;
+            cba_lifecycle::rotate(&services, store, &keys, admin, request).await
+        }
         // The key is in a PKCS#11 token: its successor is generated there.
         Some(uri) => {
             let keys = TokenKeys::login(&uri)?;

@@ -149,7 +149,11 @@ impl Settings {
             None => match args.key.key {
                 Some(uri) => {
                     pkcs11::refuse_pfx_options(&args.new_cert)?;
-                    pkcs11::parse_uri(&uri)?;
+                    if crate::keyvault::is_vault(&uri) {
+                        crate::keyvault::parse_url(&uri)?;
+                    } else {
+                        pkcs11::parse_uri(&uri)?;
+                    }
                     CertSource::Token { uri, module: args.key.pkcs11_module, options: args.new_cert }
                 }
                 None => CertSource::New(args.new_cert),
@@ -287,6 +291,21 @@ fn load_certificate(s: &Settings, profile: Option<&Profile>) -> anyhow::Result<L
                 }
                 return in_memory(&s.name, cer.clone(), cer);
             }
+            if crate::keyvault::is_vault(uri) {
+                let made = crate::keyvault::make_certificate(&s.name, options, uri)?;
+                if !made.reused {
+                    s.ui.detail(&format!(
+                        "created {} in the vault (key not exportable); wrote {}",
+                        made.certificate.url,
+                        made.cer_path.display()
+                    ));
+                }
+                let mut reference = CertificateRef::new(&made.certificate.certificate, made.cer_path, None);
+                reference.key = Some(made.profile_url);
+                reference.created = !made.reused || profile.is_some_and(|p| p.certificate.created);
+                let credential = Credential::with_signer(made.certificate.certificate, made.signer);
+                return Ok(Loaded { credential, reference, new: !made.reused });
+            }
             let made = pkcs11::make_certificate(&s.name, options, uri, module.as_deref())?;
             if !made.reused {
                 s.ui.detail(&format!("generated the key in the token; wrote {}", made.cer_path.display()));
@@ -337,9 +356,8 @@ fn load_certificate(s: &Settings, profile: Option<&Profile>) -> anyhow::Result<L
 /// The token key a profile records, with the certificate stored beside it.
 fn recorded_token_key(p: &Profile) -> anyhow::Result<Loaded> {
     let uri = p.certificate.key.as_deref().expect("the caller checked");
-    let (key, _token) = pkcs11::key_with_certificate(uri, None)?;
-    let certificate = key.certificate().expect("key_with_certificate checked").clone();
-    let credential = Credential::with_signer(certificate, Arc::new(key));
+    let key = crate::keyvault::open_key(uri, None)?;
+    let credential = Credential::with_signer(key.certificate, key.signer);
     Ok(Loaded { credential, reference: p.certificate.clone(), new: false })
 }
 

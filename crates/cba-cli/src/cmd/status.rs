@@ -303,9 +303,8 @@ pub async fn execute(s: &Settings) -> anyhow::Result<StatusReport> {
 
 /// The key in the token and the certificate stored beside it.
 fn token_credential(uri: &str) -> anyhow::Result<cba_lifecycle::Credential> {
-    let (key, _token) = crate::pkcs11::key_with_certificate(uri, None)?;
-    let certificate = key.certificate().expect("key_with_certificate checked").clone();
-    Ok(cba_lifecycle::Credential::with_signer(certificate, std::sync::Arc::new(key)))
+    let key = crate::keyvault::open_key(uri, None)?;
+    Ok(cba_lifecycle::Credential::with_signer(key.certificate, key.signer))
 }
 
 /// A remedy as the command to run.

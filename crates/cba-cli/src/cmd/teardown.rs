@@ -172,6 +172,12 @@ pub async fn execute(s: &Settings) -> anyhow::Result<TeardownReport> {
             Err(e) => output::warn(s.ui.style, format!("could not remove the app's cached tokens: {e:#}")),
         }
     }
+    if let Some(key) =
+        s.profile.as_ref().and_then(|p| p.certificate.key.as_deref()).filter(|k| crate::keyvault::is_vault(k))
+    {
+        // The vault's certificate may serve others, and deleting it is the vault owner's call.
+        s.ui.detail(&format!("left the certificate {key} in the vault (cba never deletes vault certificates)"));
+    }
     if s.delete_files
         && let (Some(store), Some(p)) = (&s.store, &s.profile)
     {

@@ -290,15 +290,9 @@ fn load_certificate(settings: &Settings, password: &PasswordArgs) -> anyhow::Res
     let path = match &settings.source {
         CertSource::File(path) => path,
         CertSource::Token { uri, module } => {
-            let (key, _token) = crate::pkcs11::key_with_certificate(uri, module.as_deref())?;
-            let certificate = key.certificate().expect("key_with_certificate checked").clone();
-            return ClientCertificate::with_signer(
-                certificate,
-                std::sync::Arc::new(key),
-                &settings.tenant,
-                &settings.client_id,
-            )
-            .map_err(|e| fail(Exit::BadInput, format!("--key {uri}: {e:#}")));
+            let key = crate::keyvault::open_key(uri, module.as_deref())?;
+            return ClientCertificate::with_signer(key.certificate, key.signer, &settings.tenant, &settings.client_id)
+                .map_err(|e| fail(Exit::BadInput, format!("--key {uri}: {e:#}")));
         }
     };
     let bytes = crate::fsutil::read(path)?;
@@ -352,6 +346,7 @@ fn say_alg(cert: &ClientCertificate, settings: &Settings, global: &Global) {
         let alg = cert.assertion_alg(settings.assertion.alg);
         let by = match &settings.source {
             CertSource::File(path) => format!("the key in {}", path.display()),
+            CertSource::Token { uri, .. } if crate::keyvault::is_vault(uri) => format!("the vault key of {uri}"),
             CertSource::Token { .. } => "the PKCS#11 token's key".to_string(),
         };
         output::info(format!("client assertion: {alg}, signed with {by}"));
