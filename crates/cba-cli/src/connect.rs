@@ -145,6 +145,18 @@ pub fn lifecycle_failure(e: cba_lifecycle::Error) -> anyhow::Error {
             Exit::Remote,
             format!("{e}: rerun `cba setup` with this profile to finish it, or run teardown again in a few minutes"),
         ),
+        e @ L::NotMultiTenant { .. } => fail(
+            Exit::BadInput,
+            format!("{e}; run `cba setup --multi-tenant` with the home profile to switch it (said in its output)"),
+        ),
+        e @ L::NotInFleet { .. } => fail(Exit::Usage, format!("{e}; `cba fleet status` lists the fleet's tenants")),
+        e @ L::ConsentPending { .. } => {
+            fail(Exit::Verify, format!("{e}; rerun `cba fleet add` with --wait once the link was sent"))
+        }
+        e @ L::NotProvenInTenants { .. } => fail(
+            Exit::Verify,
+            format!("{e}; run `cba fleet status` to see which link is broken there, then rotate again"),
+        ),
         e @ L::Invalid { .. } => fail(Exit::Usage, e),
         L::Exchange { doing, source } => exchange_failure(source, &doing),
         e @ L::ExchangeObject { .. } => fail(Exit::BadInput, e),

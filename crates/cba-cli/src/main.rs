@@ -6,6 +6,7 @@ mod certfile;
 mod cmd;
 mod connect;
 mod exit;
+mod fleetfile;
 mod fsutil;
 mod hints;
 mod http;
@@ -70,6 +71,9 @@ enum Command {
     /// Run Exchange Online cmdlets with the app's certificate, no PowerShell needed.
     #[command(subcommand)]
     Exo(Box<cmd::exo::Command>),
+    /// A multi-tenant app in many customer tenants: onboard (add), check (status), remove.
+    #[command(subcommand)]
+    Fleet(Box<cmd::fleet::Command>),
     /// A strict local simulated tenant (login, Graph, Exchange) for tests, demos and pipelines.
     #[cfg(feature = "sim")]
     #[command(subcommand)]
@@ -83,6 +87,13 @@ impl Command {
     fn check_output(&self, format: OutputFormat) -> anyhow::Result<()> {
         let name = match self {
             Command::Exo(_) => return Ok(()),
+            Command::Fleet(c) => {
+                let all = [OutputFormat::Text, OutputFormat::Json, OutputFormat::Jsonl, OutputFormat::Csv];
+                return match c.as_ref() {
+                    cmd::fleet::Command::Status(_) => output::check_supported(format, &all, "fleet status"),
+                    _ => output::check_supported(format, &all[..2], "fleet"),
+                };
+            }
             Command::Cert(_) => "cert",
             Command::Setup(_) => "setup",
             Command::Status(_) => "status",
@@ -139,6 +150,7 @@ fn main() -> ExitCode {
             Command::Demo(a) => cmd::demo::run(a, &global),
             Command::Token(a) => cmd::token::run(*a, &global),
             Command::Exo(c) => cmd::exo::run(*c, &global),
+            Command::Fleet(c) => cmd::fleet::run(*c, &global),
             #[cfg(feature = "sim")]
             Command::Sim(c) => cmd::sim::run(c),
             Command::Completions(a) => cmd::completions::run(a),

@@ -189,6 +189,47 @@ pub enum Error {
         /// How long the proof waited.
         waited: Duration,
     },
+    /// A fleet operation on a profile whose app is single-tenant.
+    #[error("app {app_name:?} (appId {app_id}) is single-tenant: customer tenants cannot consent to it")]
+    NotMultiTenant {
+        /// The app.
+        app_name: String,
+        /// Its client id.
+        app_id: String,
+    },
+    /// A tenant the fleet does not list.
+    #[error("tenant {tenant} is not in the fleet of app {app_name:?}")]
+    NotInFleet {
+        /// The tenant named.
+        tenant: String,
+        /// The home app.
+        app_name: String,
+    },
+    /// A rotation's new certificate got no token in some customer tenants; nothing was switched.
+    #[error(
+        "the new certificate got no Exchange token in {} customer tenant(s): {}; the old certificate stays the \
+         current one",
+        failed.len(),
+        failed.iter().map(|(t, why)| format!("{t}: {why}")).collect::<Vec<_>>().join("; ")
+    )]
+    NotProvenInTenants {
+        /// (tenant id, why) per tenant.
+        failed: Vec<(String, String)>,
+    },
+    /// The customer's admin had not consented when the wait ended.
+    #[error(
+        "no consent in tenant {tenant} after {} s: the token endpoint still answers that the app has no service \
+         principal there (AADSTS700016/7000229); the customer's admin consents at {consent_url}",
+        waited.as_secs()
+    )]
+    ConsentPending {
+        /// The tenant.
+        tenant: String,
+        /// Where the customer's admin consents.
+        consent_url: String,
+        /// How long it was waited for.
+        waited: Duration,
+    },
     /// A value that cannot be used.
     #[error("invalid {what} {value:?}: {reason}")]
     Invalid {

@@ -9,6 +9,7 @@ pub mod admin;
 mod credential;
 mod error;
 pub mod exchange_roles;
+pub mod fleet;
 pub mod profile;
 pub mod progress;
 mod prove;

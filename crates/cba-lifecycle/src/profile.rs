@@ -42,6 +42,10 @@ pub struct Profile {
     /// The application (client) id.
     #[serde(default)]
     pub app_id: String,
+    /// The app is multi-tenant (`signInAudience` AzureADMultipleOrgs): customer tenants consent to it and
+    /// sign in with its certificate (docs/fleet.md). Setup never switches it back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub multi_tenant: bool,
     /// The application object id.
     #[serde(default)]
     pub app_object_id: String,

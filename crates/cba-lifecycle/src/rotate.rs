@@ -82,6 +82,9 @@ pub struct RotateRequest {
     /// How long the replaced certificate stays registered, so that machines still holding it keep
     /// working. Zero removes it in the same run.
     pub overlap: Duration,
+    /// A multi-tenant app's customer tenants (ids) where the new certificate must also get a token before
+    /// it replaces the old one (docs/fleet.md); empty for a single-tenant app.
+    pub prove_in: Vec<String>,
 }
 
 /// What a rotation did (the `cba cert rotate --output json` document, docs/cli-json.md).
@@ -113,6 +116,9 @@ pub struct RotateReport {
     pub removed: Vec<String>,
     /// Where the profile is kept.
     pub profile: String,
+    /// Customer tenants (ids) where the new certificate was proven before the switch.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub proven_in: Vec<String>,
     /// Requests sent.
     pub requests: u32,
     /// Time spent.
@@ -217,6 +223,7 @@ pub async fn rotate(
         retired: Vec::new(),
         removed: Vec::new(),
         profile: store.describe(),
+        proven_in: Vec::new(),
         requests: 0,
         elapsed_ms: 0,
     };
@@ -410,6 +417,17 @@ pub async fn rotate(
     let role_ids: Vec<&str> = p.role_assignments.iter().map(|r| r.template_id.as_str()).collect();
     let proof = crate::prove(services, &new_cert, request.wait, &role_ids).await?;
     requests += proof.requests;
+    if !request.prove_in.is_empty() {
+        // The key lives on the home app, so one rotation serves every customer tenant: prove it there too
+        // before anything depends on it.
+        progress.detail(format!("proving the new certificate in {} customer tenant(s)", request.prove_in.len()));
+        let failed = prove_in_tenants(services, &new_identity, &p.app_id, &request.prove_in, request.wait).await;
+        requests += u32::try_from(request.prove_in.len()).unwrap_or(u32::MAX);
+        if !failed.is_empty() {
+            return Err(Error::NotProvenInTenants { failed });
+        }
+        report.proven_in = request.prove_in.clone();
+    }
 
     // 4. The stable location holds the new one; the old one stays registered for the overlap.
     switch(services, store, keys, &mut profile, &new_ref, request.overlap)?;
@@ -420,6 +438,37 @@ pub async fn rotate(
     // 5. Retired certificates past their overlap (this one too, with no overlap or when expired).
     remove_due(services, store, keys, &mut profile, &new_identity, request.wait, &mut report, &mut requests).await?;
     Ok(finish(report, &profile, requests))
+}
+
+/// The tenants (of `tenants`) where `credential` got no Exchange token within `wait`, with why; 16 at a time.
+async fn prove_in_tenants(
+    services: &Services,
+    credential: &Credential,
+    app_id: &str,
+    tenants: &[String],
+    wait: Duration,
+) -> Vec<(String, String)> {
+    let mut failed = Vec::new();
+    for chunk in tenants.chunks(16) {
+        let proofs =
+            futures::future::join_all(chunk.iter().map(|t| prove_in_tenant(services, credential, app_id, t, wait)));
+        failed.extend(proofs.await.into_iter().flatten());
+    }
+    failed
+}
+
+async fn prove_in_tenant(
+    services: &Services,
+    credential: &Credential,
+    app_id: &str,
+    tenant: &str,
+    wait: Duration,
+) -> Option<(String, String)> {
+    let result = match credential.client_certificate(tenant, app_id) {
+        Ok(cert) => crate::prove(services, &cert, wait, &[]).await.map(drop),
+        Err(e) => Err(Error::Token { doing: "the new certificate".into(), source: e }),
+    };
+    result.err().map(|e| (tenant.to_string(), crate::status::chain(&e)))
 }
 
 /// Step 4: promote `pending` to the stable location and record the switch: the profile names the new

@@ -37,6 +37,9 @@ pub struct SetupRequest {
     pub new_certificate: bool,
     /// Look only (GETs), write nothing here or in the tenant.
     pub dry_run: bool,
+    /// Make the app multi-tenant (`signInAudience` AzureADMultipleOrgs), switching an existing single-tenant
+    /// app with a PATCH. A profile that says so keeps it so without being asked again.
+    pub multi_tenant: bool,
     /// How long to wait out replication and throttling, the proof included.
     pub wait: Duration,
     /// Exchange roles through a role group instead of (or, with `keep_entra_role`, besides) the Entra `roles`.
@@ -56,6 +59,10 @@ pub struct SetupReport {
     pub tenant_domain: Option<String>,
     /// The app's display name.
     pub app_name: String,
+    /// The app is (or, for a dry run, would be) multi-tenant.
+    pub multi_tenant: bool,
+    /// This run switched an existing single-tenant app to multi-tenant (`to_switch` for a dry run).
+    pub switched_to_multi_tenant: bool,
     /// Client id.
     pub app_id: Option<String>,
     /// Object id.
@@ -141,6 +148,7 @@ fn new_profile(services: &Services, request: &SetupRequest) -> Profile {
         app_name: request.name.clone(),
         app_unique_name: Some(unique_name_for(&request.name)),
         app_id: String::new(),
+        multi_tenant: false,
         app_object_id: String::new(),
         service_principal_id: String::new(),
         grant_id: None,
@@ -242,6 +250,10 @@ pub async fn setup(
     };
     let mut graph_request = provision::SetupRequest::new(&request.name, key_credential(certificate), &thumbprint);
     graph_request.roles = request.roles.clone();
+    let multi_tenant = request.multi_tenant || profile.multi_tenant;
+    if multi_tenant {
+        graph_request.sign_in_audience = cba_graph::wellknown::MULTI_TENANT.into();
+    }
     graph_request.unique_name =
         Some(profile.app_unique_name.get_or_insert_with(|| unique_name_for(&request.name)).clone());
 
@@ -254,6 +266,8 @@ pub async fn setup(
             tenant_id: profile.tenant_id.clone(),
             tenant_domain: profile.tenant_domain.clone(),
             app_name: request.name.clone(),
+            multi_tenant,
+            switched_to_multi_tenant: plan.to_create.contains(&Step::SignInAudience),
             app_id: plan.application.as_ref().map(|a| a.app_id.clone()),
             app_object_id: plan.application.as_ref().map(|a| a.object_id.clone()),
             service_principal_id: plan.sp_id.clone(),
@@ -307,7 +321,13 @@ pub async fn setup(
                         tracing::warn!(error = %e, "could not record the new app in the profile");
                     }
                 }
-                if *step != Step::Lookup {
+                if *step == Step::SignInAudience && *change == Change::Created {
+                    progress.detail(format!(
+                        "switched app {id} from single-tenant to multi-tenant (signInAudience {}): customer \
+                         tenants can now consent to it",
+                        cba_graph::wellknown::MULTI_TENANT
+                    ));
+                } else if *step != Step::Lookup {
                     progress.detail(format!("{step}: {verb} ({id})"));
                 }
             }
@@ -323,6 +343,7 @@ pub async fn setup(
     }
 
     profile.app_id = outcome.app_id.clone();
+    profile.multi_tenant = multi_tenant;
     profile.app_object_id = outcome.app_object_id.clone();
     profile.service_principal_id = outcome.sp_id.clone();
     profile.grant_id = Some(outcome.grant_id.clone());
@@ -391,6 +412,8 @@ pub async fn setup(
         tenant_id: profile.tenant_id.clone(),
         tenant_domain: profile.tenant_domain.clone(),
         app_name: request.name.clone(),
+        multi_tenant,
+        switched_to_multi_tenant: outcome.created.contains(&Step::SignInAudience),
         app_id: Some(outcome.app_id.clone()),
         app_object_id: Some(outcome.app_object_id.clone()),
         service_principal_id: Some(outcome.sp_id.clone()),

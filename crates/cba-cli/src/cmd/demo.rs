@@ -201,6 +201,7 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
             admin: admin(),
             profile_path: profile_path.clone(),
             dry_run: false,
+            multi_tenant: false,
             wait: Duration::from_secs(120),
             ui,
             exchange: None,
@@ -282,6 +283,7 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
                 days: 365,
                 wait: Duration::from_secs(120),
                 overlap: Duration::ZERO,
+                prove_in: Vec::new(),
             };
             let report = rotate::execute(&store, &urls, None, &unprotected, &request, ui).await?;
             let new = report.new_thumbprint_sha1.clone().unwrap_or_default();

@@ -199,6 +199,18 @@ pub struct InvokeArgs {
     pub page_size: u32,
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    /// Run in the customer tenants of this fleet file (`cba fleet add`), rows tagged with a `tenant` field.
+    #[arg(long, value_name = "FILE")]
+    pub fleet: Option<PathBuf>,
+    /// With --fleet: only these tenants (ids or domains, comma-separated).
+    #[arg(long, value_name = "A,B", value_delimiter = ',', requires = "fleet", conflicts_with = "all")]
+    pub tenants: Vec<String>,
+    /// With --fleet: every tenant of the fleet.
+    #[arg(long, requires = "fleet")]
+    pub all: bool,
+    /// With --fleet: tenants run at once.
+    #[arg(long, value_name = "N", default_value_t = cba_lifecycle::fleet::DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
 }
 
 /// `cba exo check` flags.
@@ -460,6 +472,20 @@ fn invoke(args: InvokeArgs, global: &Global) -> anyhow::Result<()> {
         Some(n) if n < u64::from(args.page_size) => n as u32,
         _ => args.page_size,
     };
+    if let Some(fleet) = args.fleet {
+        let run = crate::cmd::fleet::FleetInvoke {
+            fleet,
+            tenants: args.tenants,
+            all: args.all,
+            concurrency: args.concurrency,
+            cmdlet: args.cmdlet,
+            params,
+            select,
+            page_size,
+            password: args.connection.app.password.clone(),
+        };
+        return crate::cmd::fleet::invoke(run, global);
+    }
     let cmdlet_errors = Arc::new(AtomicUsize::new(0));
     let exo = client(&connect(&args.connection)?, page_size, global, cmdlet_errors.clone())?;
     // One worker: it reads the next page off the socket while this thread parses and writes the current one.

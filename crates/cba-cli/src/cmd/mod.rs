@@ -5,6 +5,7 @@ pub mod completions;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod exo;
+pub mod fleet;
 pub mod rotate;
 pub mod setup;
 #[cfg(feature = "sim")]

@@ -72,6 +72,32 @@ pub struct Args {
     /// How long to wait for Entra to accept the new certificate (90s, 5m, 1h).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = settings::parse_duration)]
     pub wait: Duration,
+    /// A multi-tenant app's fleet file: prove the new certificate in a sample of its customer tenants (up to
+    /// 3) before it replaces the old one.
+    #[arg(long, value_name = "FILE")]
+    pub fleet: Option<PathBuf>,
+    /// With --fleet: prove it in every customer tenant, not a sample.
+    #[arg(long, requires = "fleet")]
+    pub prove_all: bool,
+}
+
+/// The customer tenants a rotation proves the new certificate in: every one with `all`, else up to three
+/// spread over the fleet (first, middle, last). Tenants still awaiting consent cannot get a token: skipped.
+fn fleet_sample(file: &std::path::Path, all: bool) -> anyhow::Result<Vec<String>> {
+    use cba_lifecycle::fleet::OnboardingState as S;
+    let fleet = crate::fleetfile::FleetFile::new(file).require()?;
+    let ids: Vec<String> = fleet
+        .tenants
+        .iter()
+        .filter(|t| matches!(t.state, S::Onboarded | S::Consented))
+        .map(|t| t.tenant_id.clone())
+        .collect();
+    if all || ids.len() <= 3 {
+        return Ok(ids);
+    }
+    let mut picked = vec![ids[0].clone(), ids[ids.len() / 2].clone(), ids[ids.len() - 1].clone()];
+    picked.dedup();
+    Ok(picked)
 }
 
 /// The JSON document of `cba cert rotate` (docs/cli-json.md): the library's report and, after a rotation,
@@ -93,6 +119,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         days: args.days,
         wait: args.wait,
         overlap: args.overlap,
+        prove_in: match &args.fleet {
+            Some(file) => fleet_sample(file, args.prove_all)?,
+            None => Vec::new(),
+        },
     };
     let ui = Ui { style: global.style, all_waits: false };
     let report = crate::runtime()?.block_on(execute(&store, &urls, admin.as_ref(), &args.password, &request, ui))?;

@@ -95,6 +95,10 @@ pub struct Args {
     /// Print what exists and what would be created; write nothing, here or in the tenant.
     #[arg(long)]
     pub dry_run: bool,
+    /// A multi-tenant app (signInAudience AzureADMultipleOrgs) for a service provider's customer tenants
+    /// (`cba fleet add`); switches an existing single-tenant app. Never switched back.
+    #[arg(long)]
+    pub multi_tenant: bool,
     /// How long to wait out Entra's replication and Graph's throttling (90s, 5m, 1h).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = settings::parse_duration)]
     pub wait: Duration,
@@ -123,6 +127,7 @@ pub struct Settings {
     pub admin: AdminCredential,
     pub profile_path: PathBuf,
     pub dry_run: bool,
+    pub multi_tenant: bool,
     pub wait: Duration,
     pub ui: Ui,
     /// The Exchange role group, instead of (or with --keep-entra-role, besides) the Entra roles.
@@ -224,6 +229,7 @@ impl Settings {
             admin,
             profile_path,
             dry_run: args.dry_run,
+            multi_tenant: args.multi_tenant,
             wait: args.wait,
             ui: Ui { style: global.style, all_waits: false },
             exchange,
@@ -394,6 +400,7 @@ pub async fn execute(s: &Settings) -> anyhow::Result<Document> {
         certificate: loaded.reference,
         new_certificate: loaded.new,
         dry_run: s.dry_run,
+        multi_tenant: s.multi_tenant,
         wait: s.wait,
         exchange: s.exchange.clone(),
     };
@@ -490,6 +497,17 @@ pub fn text(d: &Document) -> String {
             },
         ),
         ("service principal", r.service_principal_id.clone().unwrap_or_else(none)),
+        (
+            "sign-in",
+            match (r.multi_tenant, r.switched_to_multi_tenant, r.dry_run) {
+                (true, true, true) => "would switch from single-tenant to multi-tenant (AzureADMultipleOrgs)".into(),
+                (true, true, false) => "switched from single-tenant to multi-tenant (AzureADMultipleOrgs)".into(),
+                (true, false, _) => {
+                    "multi-tenant (AzureADMultipleOrgs): add customer tenants with `cba fleet add`".into()
+                }
+                (false, ..) => "single tenant".into(),
+            },
+        ),
         (
             "Exchange.ManageAsApp",
             r.grant_id.clone().map(|g| format!("granted ({g})")).unwrap_or_else(|| "not granted".into()),

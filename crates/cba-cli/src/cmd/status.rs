@@ -377,6 +377,7 @@ mod tests {
             app_name: "contoso-exo".into(),
             app_unique_name: None,
             app_id: "profile-app".into(),
+            multi_tenant: false,
             app_object_id: "profile-object".into(),
             service_principal_id: "profile-sp".into(),
             grant_id: None,

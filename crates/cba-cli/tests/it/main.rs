@@ -6,6 +6,7 @@ mod e2e_demo;
 mod e2e_device_code;
 mod e2e_exo;
 mod e2e_exo_failures;
+mod e2e_fleet;
 mod e2e_keyvault;
 mod e2e_pkcs11;
 mod e2e_rotate;

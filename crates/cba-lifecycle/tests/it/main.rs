@@ -2,6 +2,7 @@
 //! the simulator's time instead of sleeping, so replication waits take no wall time.
 
 mod exchange_roles;
+mod fleet;
 mod rotate;
 mod setup;
 mod status;

@@ -238,6 +238,7 @@ pub fn request(tenant: &Tenant, identity: &Identity) -> SetupRequest {
             .created_by_cba(),
         new_certificate: true,
         dry_run: false,
+        multi_tenant: false,
         wait: Duration::from_secs(120),
         exchange: None,
     }

@@ -1,0 +1,347 @@
+//! Fleet operations against a simulated provider tenant and its customer tenants, in process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cba_graph::wellknown::EXCHANGE_ADMINISTRATOR;
+use cba_lifecycle::fleet::{self, AddRequest, FanOut, FanOutEvent, MemoryFleetStore, OnboardingState};
+use cba_lifecycle::{AdminCredential, Error, Event, MemoryStore, Profile, ProfileStore as _, Progress};
+use cba_sim::{Service, SimTenant, TenantFault};
+
+use crate::support::{Recorder, Tenant, request, shared_identity};
+
+const LAG: Duration = Duration::from_millis(300);
+
+/// A provider tenant and `n` customer tenants in one simulator.
+async fn provider(n: usize) -> Tenant {
+    let sim = SimTenant::builder().tenant_name("provider").customer_tenants(n).replication_delay(LAG).start().await;
+    Tenant { sim: Arc::new(sim) }
+}
+
+fn admin_of(tenant: &Tenant, name: &str) -> AdminCredential {
+    AdminCredential::Token(zeroize::Zeroizing::new(tenant.sim.admin_token_for(name).expect("a tenant")))
+}
+
+fn customer(tenant: &Tenant, i: usize) -> String {
+    tenant.sim.tenants()[i].domain.clone()
+}
+
+/// A multi-tenant setup in the provider's tenant.
+async fn home(tenant: &Tenant) -> Profile {
+    let store = MemoryStore::new();
+    let services = tenant.services(Arc::new(Recorder::default()));
+    let mut req = request(tenant, &shared_identity());
+    req.multi_tenant = true;
+    let report = cba_lifecycle::setup(&services, &store, &tenant.admin(), &req).await.expect("setup");
+    assert!(report.multi_tenant && !report.switched_to_multi_tenant, "{report:?}");
+    store.get().expect("a profile")
+}
+
+fn add_request(tenant: &str) -> AddRequest {
+    AddRequest {
+        tenant: tenant.to_string(),
+        roles: vec![EXCHANGE_ADMINISTRATOR],
+        credential: shared_identity().into(),
+        consent_wait: None,
+        wait: Duration::from_secs(120),
+    }
+}
+
+async fn onboard(tenant: &Tenant, home: &Profile, store: &MemoryFleetStore, customers: &[usize]) {
+    let services = tenant.services(Arc::new(Recorder::default()));
+    for &i in customers {
+        let name = customer(tenant, i);
+        let report = fleet::add(
+            &services,
+            store,
+            home,
+            "home.profile.json",
+            Some(&admin_of(tenant, &name)),
+            &add_request(&name),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("add {name}: {e:?}"));
+        assert_eq!(report.state, OnboardingState::Onboarded, "{report:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_single_tenant_app_is_switched_to_multi_tenant_once() {
+    let tenant = provider(0).await;
+    let store = MemoryStore::new();
+    let services = tenant.services(Arc::new(Recorder::default()));
+    let identity = shared_identity();
+    cba_lifecycle::setup(&services, &store, &tenant.admin(), &request(&tenant, &identity)).await.expect("setup");
+    let audience = |s: &cba_sim::StateSnapshot| s.primary().applications[0].sign_in_audience.clone();
+    assert_eq!(audience(&tenant.state().await), "AzureADMyOrg");
+    assert!(!store.get().unwrap().multi_tenant);
+
+    let mut rerun = request(&tenant, &identity);
+    rerun.new_certificate = false;
+    rerun.multi_tenant = true;
+    let report = cba_lifecycle::setup(&services, &store, &tenant.admin(), &rerun).await.expect("switch");
+    assert!(report.switched_to_multi_tenant && report.changed, "{report:?}");
+    assert_eq!(audience(&tenant.state().await), "AzureADMultipleOrgs");
+    assert!(store.get().unwrap().multi_tenant);
+
+    // Again, without the flag: the profile keeps it multi-tenant, nothing changes.
+    rerun.multi_tenant = false;
+    let again = cba_lifecycle::setup(&services, &store, &tenant.admin(), &rerun).await.expect("rerun");
+    assert!(!again.switched_to_multi_tenant && again.created.is_empty() && again.multi_tenant, "{again:?}");
+    assert_eq!(audience(&tenant.state().await), "AzureADMultipleOrgs");
+}
+
+#[tokio::test]
+async fn three_tenants_by_admin_token_one_by_consent_url_and_wait() {
+    let tenant = provider(4).await;
+    let home = home(&tenant).await;
+    let store = MemoryFleetStore::new();
+    onboard(&tenant, &home, &store, &[1, 2, 3]).await;
+    let state = tenant.state().await;
+    for i in 1..=3 {
+        let t = state.tenant(&customer(&tenant, i)).unwrap();
+        let sps: Vec<_> = t.custom_service_principals().collect();
+        assert_eq!(sps.len(), 1, "one service principal in customer {i}");
+        assert_eq!(sps[0].app_id, home.app_id);
+        assert_eq!(t.role_assignments.len(), 1);
+        assert_eq!(t.app_role_assignments.len(), 1);
+        assert!(t.applications.is_empty(), "the app stays in the provider's tenant");
+    }
+
+    // A rerun changes nothing.
+    let services = tenant.services(Arc::new(Recorder::default()));
+    let name = customer(&tenant, 2);
+    let again = fleet::add(&services, &store, &home, "home", Some(&admin_of(&tenant, &name)), &add_request(&name))
+        .await
+        .expect("rerun");
+    assert!(again.created.is_empty(), "{again:?}");
+    assert_eq!(tenant.state().await.tenant(&name).unwrap().custom_service_principals().count(), 1);
+
+    // The fourth: no admin sign-in. Without a wait, the URL and the entry awaiting consent.
+    let fourth = customer(&tenant, 4);
+    let report = fleet::add(&services, &store, &home, "home", None, &add_request(&fourth)).await.expect("consent URL");
+    assert_eq!(report.state, OnboardingState::AwaitingConsent);
+    let url = report.consent_url.clone().expect("a consent URL");
+    let fourth_id = tenant.sim.tenant(&fourth).unwrap().id.clone();
+    assert_eq!(url, format!("{}/{fourth_id}/adminconsent?client_id={}", tenant.sim.login_url(), home.app_id));
+    assert_eq!(store.get().unwrap().tenant(&fourth).unwrap().state, OnboardingState::AwaitingConsent);
+
+    // The customer's admin opens the page; with a wait, the admin accepts while cba polls.
+    let page = cba_token::reqwest::get(&url).await.expect("the consent page");
+    assert!(page.status().is_success() || page.status().is_redirection(), "{}", page.status());
+    struct Clicks(Arc<SimTenant>, String, String, Recorder);
+    impl Progress for Clicks {
+        fn event(&self, event: &Event) {
+            if matches!(event, Event::Wait { .. }) {
+                self.0.approve_consent(&self.1, &self.2);
+            }
+            self.3.event(event);
+        }
+    }
+    let clicks = Arc::new(Clicks(tenant.sim.clone(), fourth_id.clone(), home.app_id.clone(), Recorder::default()));
+    let services = tenant.services(clicks.clone());
+    let mut waiting = add_request(&fourth);
+    waiting.consent_wait = Some(Duration::from_secs(600));
+    let report = fleet::add(&services, &store, &home, "home", None, &waiting).await.expect("consent arrives");
+    assert_eq!(report.state, OnboardingState::Consented, "no role without the admin's sign-in: {report:?}");
+    assert!(report.token_roles.as_ref().unwrap().contains(&"Exchange.ManageAsApp".to_string()));
+    assert!(report.pending.iter().any(|p| p.contains("Exchange Administrator")), "{:?}", report.pending);
+    let waits = clicks.3.events.lock().unwrap().iter().filter(|e| matches!(e, Event::Wait { .. })).count();
+    assert!(waits >= 1, "it waited for the consent");
+    let fleet = store.get().unwrap();
+    assert_eq!(fleet.tenants.len(), 4);
+    let entry = fleet.tenant(&fourth_id).unwrap();
+    assert_eq!(entry.state, OnboardingState::Consented);
+    assert!(entry.service_principal_id.is_some(), "read off the token's oid");
+
+    // Then the customer's admin signs in after all: the role step finishes it.
+    let done = fleet::add(&services, &store, &home, "home", Some(&admin_of(&tenant, &fourth)), &add_request(&fourth))
+        .await
+        .expect("finish");
+    assert_eq!(done.state, OnboardingState::Onboarded);
+    assert_eq!(tenant.state().await.tenant(&fourth).unwrap().custom_service_principals().count(), 1);
+}
+
+#[tokio::test]
+async fn a_consent_that_never_comes_ends_the_wait_with_the_url() {
+    let tenant = provider(1).await;
+    let home = home(&tenant).await;
+    let store = MemoryFleetStore::new();
+    let services = tenant.services(Arc::new(Recorder::default()));
+    let mut req = add_request(&customer(&tenant, 1));
+    req.consent_wait = Some(Duration::from_secs(60));
+    let err = fleet::add(&services, &store, &home, "home", None, &req).await.unwrap_err();
+    assert!(matches!(err, Error::ConsentPending { .. }), "{err:?}");
+    assert!(err.to_string().contains("adminconsent?client_id="), "{err}");
+}
+
+#[tokio::test]
+async fn a_wrong_tenant_admin_token_is_refused_before_any_write() {
+    let tenant = provider(2).await;
+    let home = home(&tenant).await;
+    let store = MemoryFleetStore::new();
+    let services = tenant.services(Arc::new(Recorder::default()));
+    let before = tenant.sim.requests().await.len();
+    let (first, second) = (customer(&tenant, 1), customer(&tenant, 2));
+    let err = fleet::add(&services, &store, &home, "home", Some(&admin_of(&tenant, &second)), &add_request(&first))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WrongTenant { .. }), "{err:?}");
+    let writes: Vec<_> =
+        tenant.sim.requests().await[before..].iter().filter(|r| r.method != "GET").map(|r| r.path.clone()).collect();
+    assert!(writes.is_empty(), "no write: {writes:?}");
+    assert!(store.get().is_none_or(|f| f.tenants.is_empty()), "nothing recorded");
+    for t in [&first, &second] {
+        assert_eq!(tenant.state().await.tenant(t).unwrap().custom_service_principals().count(), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_single_tenant_home_app_is_refused() {
+    let tenant = provider(1).await;
+    let store = MemoryStore::new();
+    let services = tenant.services(Arc::new(Recorder::default()));
+    cba_lifecycle::setup(&services, &store, &tenant.admin(), &request(&tenant, &shared_identity())).await.unwrap();
+    let home = store.load().unwrap().unwrap();
+    let name = customer(&tenant, 1);
+    let err = fleet::add(
+        &services,
+        &MemoryFleetStore::new(),
+        &home,
+        "home",
+        Some(&admin_of(&tenant, &name)),
+        &add_request(&name),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::NotMultiTenant { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn status_matrix_catches_a_removed_role_in_one_tenant() {
+    let tenant = provider(3).await;
+    let home = home(&tenant).await;
+    let store = MemoryFleetStore::new();
+    onboard(&tenant, &home, &store, &[1, 2, 3]).await;
+    let fleet = store.get().unwrap();
+    let services = tenant.services(Arc::new(Recorder::default()));
+    let status_request = fleet::StatusRequest { credential: shared_identity().into(), concurrency: 2, tenants: None };
+    let healthy = fleet::status(&services, &fleet, &status_request, |_| {}).await.unwrap();
+    assert_eq!((healthy.healthy, healthy.total), (3, 3), "{healthy:#?}");
+
+    // The customer's admin removes the role in tenant 2.
+    let broken = customer(&tenant, 2);
+    let graph = cba_graph::GraphClient::builder()
+        .base_url(tenant.sim.graph_url())
+        .token_source(Arc::new(cba_graph::StaticToken::new(tenant.sim.admin_token_for(&broken).unwrap())))
+        .build()
+        .unwrap();
+    let assignment = fleet.tenant(&broken).unwrap().roles[0].assignment_id.clone().unwrap();
+    graph.delete_directory_role_assignment(&assignment).await.unwrap();
+    tenant.sim.advance_clock(Duration::from_secs(5));
+
+    let mut streamed = 0;
+    let report = fleet::status(&services, &fleet, &status_request, |_| streamed += 1).await.unwrap();
+    assert_eq!(streamed, 3);
+    assert_eq!((report.healthy, report.total), (2, 3), "{report:#?}");
+    let row = report.tenants.iter().find(|r| r.tenant_domain.as_deref() == Some(broken.as_str())).unwrap();
+    assert_eq!((row.consent, row.grant, row.role), (Some(true), Some(true), Some(false)), "{row:?}");
+    assert!(!row.healthy && row.detail.contains("role"), "{row:?}");
+    fleet::record_checks(&services, &store, &report).unwrap();
+    let recorded = store.get().unwrap();
+    assert_eq!(recorded.tenant(&broken).unwrap().last_check.as_ref().unwrap().broken, ["role", "exchange"]);
+
+    // A tenant whose consent is gone: consent false, not "unknown".
+    let gone = customer(&tenant, 3);
+    let services3 = tenant.services(Arc::new(Recorder::default()));
+    fleet::remove(&services3, &store, &home, Some(&admin_of(&tenant, &gone)), &shared_identity().into(), &gone)
+        .await
+        .unwrap();
+    let report = fleet::status(&services, &fleet, &status_request, |_| {}).await.unwrap();
+    let row = report.tenants.iter().find(|r| r.tenant_domain.as_deref() == Some(gone.as_str())).unwrap();
+    assert_eq!(row.consent, Some(false), "{row:?}");
+    assert_eq!(report.healthy, 1);
+}
+
+#[tokio::test]
+async fn fan_out_with_one_tenant_throttled_and_one_failing() {
+    let tenant = provider(4).await;
+    let home = home(&tenant).await;
+    let store = MemoryFleetStore::new();
+    onboard(&tenant, &home, &store, &[1, 2, 3, 4]).await;
+    let fleet = store.get().unwrap();
+    let throttled = tenant.sim.tenant(&customer(&tenant, 1)).unwrap().id.clone();
+    let failing = tenant.sim.tenant(&customer(&tenant, 2)).unwrap().id.clone();
+    tenant.sim.set_tenant_fault(&throttled, TenantFault::throttle([Service::Exchange], 2, 1));
+    tenant.sim.set_tenant_fault(&failing, TenantFault::exchange_unauthorized());
+
+    let services = tenant.services(Arc::new(Recorder::default()));
+    let run = FanOut {
+        cmdlet: "Get-Mailbox".into(),
+        params: cba_exo::Parameters::new(),
+        page_size: 2,
+        concurrency: 4,
+        observer: None,
+    };
+    let mut events = fleet::fan_out(&services, &home.app_id, &shared_identity().into(), &fleet.tenants, &run).unwrap();
+    let (mut objects, mut done, mut failed) =
+        (std::collections::HashMap::<String, usize>::new(), Vec::new(), Vec::new());
+    use futures::StreamExt as _;
+    while let Some(event) = events.next().await {
+        match event {
+            FanOutEvent::Page { tenant, page } => *objects.entry(tenant.to_string()).or_default() += page.len(),
+            FanOutEvent::Done { tenant, .. } => done.push(tenant.to_string()),
+            FanOutEvent::Failed { tenant, error } => failed.push((tenant.to_string(), error.to_string())),
+            _ => {}
+        }
+    }
+    done.sort();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, failing);
+    assert_eq!(done.len(), 3, "the others complete, the throttled one too: {done:?}");
+    assert!(done.contains(&throttled));
+    for t in &done {
+        assert_eq!(objects[t], 5, "every mailbox of {t}, over pages");
+    }
+    assert!(!objects.contains_key(&failing));
+}
+
+#[tokio::test]
+async fn a_new_certificate_is_proven_in_every_tenant_and_remove_takes_the_app_out() {
+    let tenant = provider(2).await;
+    let home = home(&tenant).await;
+    let store = MemoryFleetStore::new();
+    onboard(&tenant, &home, &store, &[1, 2]).await;
+    let fleet = store.get().unwrap();
+    let services = tenant.services(Arc::new(Recorder::default()));
+    let proofs =
+        fleet::prove_in(&services, &home.app_id, &shared_identity().into(), &fleet.tenants, 4, Duration::from_secs(30))
+            .await;
+    assert!(proofs.iter().all(|p| p.ok), "{proofs:?}");
+    // A certificate not on the app proves nowhere.
+    let stranger = crate::support::identity();
+    let proofs =
+        fleet::prove_in(&services, &home.app_id, &stranger.into(), &fleet.tenants, 4, Duration::from_secs(5)).await;
+    assert!(proofs.iter().all(|p| !p.ok && p.detail.is_some()), "{proofs:?}");
+
+    // Remove without an admin: the customer is told what to do; the entry is marked.
+    let first = customer(&tenant, 1);
+    let report =
+        fleet::remove(&services, &store, &home, None, &shared_identity().into(), &first).await.expect("remove request");
+    assert!(!report.removed && !report.customer_steps.is_empty(), "{report:?}");
+    assert_eq!(store.get().unwrap().tenant(&first).unwrap().state, OnboardingState::RemovalRequested);
+    // With the admin: gone from the tenant and the fleet; twice is fine.
+    let report =
+        fleet::remove(&services, &store, &home, Some(&admin_of(&tenant, &first)), &shared_identity().into(), &first)
+            .await
+            .expect("remove");
+    assert!(report.removed && report.deleted.len() >= 3, "{report:?}");
+    assert_eq!(tenant.state().await.tenant(&first).unwrap().custom_service_principals().count(), 0);
+    assert!(store.get().unwrap().tenant(&first).is_none());
+    let err =
+        fleet::remove(&services, &store, &home, Some(&admin_of(&tenant, &first)), &shared_identity().into(), &first)
+            .await
+            .unwrap_err();
+    assert!(matches!(err, Error::NotInFleet { .. }), "{err:?}");
+    assert_eq!(tenant.state().await.tenant(&customer(&tenant, 2)).unwrap().custom_service_principals().count(), 1);
+}
