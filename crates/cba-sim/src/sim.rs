@@ -273,7 +273,8 @@ impl SimTenantBuilder {
         self
     }
 
-    /// The first `n` Exchange write cmdlets (Set-Mailbox) are carried out, then answered 500
+    /// The first `n` successful Exchange write cmdlets (Set-Mailbox, the New-/Remove-/Add- RBAC cmdlets,
+    /// Enable-OrganizationCustomization) are carried out, then answered 500
     /// InternalServerError without `Retry-After`, as when the service fails after doing the work: a client that
     /// sends such a write again does it twice (default 0).
     pub fn exchange_fail_after_execute(mut self, n: u64) -> Self {

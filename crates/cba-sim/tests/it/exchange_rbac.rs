@@ -465,6 +465,9 @@ async fn rbac_writes_that_fail_after_executing_are_done() {
     let admin = Exo::admin(&sim);
     let (status, _) = admin.call("Get-RoleGroup", json!({})).await;
     assert_eq!(status, 200, "reads do not consume the fault");
+    let (status, _) =
+        admin.call("New-ManagementScope", json!({"Name": "s", "RecipientRestrictionFilter": "Title -eq 'x'"})).await;
+    assert_eq!(status, 400, "nor do refused writes");
     let (status, body) = admin
         .call("New-ManagementScope", json!({"Name": "s", "RecipientRestrictionFilter": "Department -eq 'Sales'"}))
         .await;
