@@ -28,6 +28,15 @@ pub const IMDS_ENV: &str = "CBA_KEYVAULT_IMDS";
 /// A user-assigned managed identity's client id (default: the system-assigned identity).
 pub const IDENTITY_CLIENT_ID_ENV: &str = "CBA_KEYVAULT_IDENTITY_CLIENT_ID";
 
+/// A token source set by `cba demo --key keyvault` (the in-process simulator's managed identity), used
+/// before the environment: the demo cannot hand its child steps environment variables.
+static TOKEN_OVERRIDE: std::sync::OnceLock<Arc<dyn TokenSource>> = std::sync::OnceLock::new();
+
+/// Use `source` for every vault call of this process (`cba demo --key keyvault`).
+pub fn use_token_source(source: Arc<dyn TokenSource>) {
+    let _ = TOKEN_OVERRIDE.set(source);
+}
+
 /// Whether a `--key` value (or a profile's `certificate.key`) names a vault certificate.
 pub fn is_vault(key: &str) -> bool {
     cba_keyvault::is_vault_url(key)
@@ -358,7 +367,10 @@ fn policy(name: &str, o: &NewCertOptions) -> CertificatePolicy {
 pub fn client(url: &CertificateUrl) -> anyhow::Result<VaultClient> {
     let loopback = url.vault().starts_with("http://");
     let http = crate::http::http_config(loopback)?;
-    let token = token_source(url, http.clone(), |k| std::env::var(k).ok())?;
+    let token = match TOKEN_OVERRIDE.get() {
+        Some(token) => token.clone(),
+        None => token_source(url, http.clone(), |k| std::env::var(k).ok())?,
+    };
     let policy = if loopback {
         RetryPolicy::fast().with_deadline(std::time::Duration::from_secs(30))
     } else {

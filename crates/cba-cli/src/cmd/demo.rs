@@ -48,6 +48,10 @@ pub struct Args {
     /// Keep the demo's folder (certificates, profile) and print where it is.
     #[arg(long)]
     pub keep: bool,
+    /// Where the app's key lives: `keyvault` runs the whole demo with a key in the simulator's Key Vault
+    /// (not exportable; every signature made there), its token from the simulated managed identity.
+    #[arg(long, value_name = "KIND", value_parser = ["keyvault"])]
+    pub key: Option<String>,
 }
 
 /// One step of the demo.
@@ -191,11 +195,29 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
         let settings = setup::Settings {
             tenant: sim.tenant_domain().to_string(),
             name: APP.to_string(),
-            cert: setup::CertSource::New(NewCertOptions {
-                out_dir: folder.clone(),
-                no_password: true,
-                ..NewCertOptions::default()
-            }),
+            cert: match args.key.as_deref() {
+                Some(_) => {
+                    let http = crate::http::http_config(true)?;
+                    let identity = cba_keyvault::ManagedIdentity::app_service(
+                        &sim.identity_endpoint(),
+                        &sim.identity_header(),
+                        "https://vault.azure.net",
+                        http,
+                    )
+                    .map_err(crate::keyvault::error)?;
+                    crate::keyvault::use_token_source(std::sync::Arc::new(identity));
+                    setup::CertSource::Token {
+                        uri: format!("{}/certificates/{APP}", sim.keyvault_url()),
+                        module: None,
+                        options: NewCertOptions { out_dir: folder.clone(), ..NewCertOptions::default() },
+                    }
+                }
+                None => setup::CertSource::New(NewCertOptions {
+                    out_dir: folder.clone(),
+                    no_password: true,
+                    ..NewCertOptions::default()
+                }),
+            },
             roles: vec![wellknown::EXCHANGE_ADMINISTRATOR],
             urls: urls.clone(),
             admin: admin(),
@@ -241,10 +263,19 @@ pub async fn execute(args: &Args, global: &Global) -> anyhow::Result<Report> {
         let t = Instant::now();
         let outcome = async {
             let profile = store.read()?;
-            let bytes = crate::fsutil::read(&profile.certificate.path)?;
-            let identity = crate::certfile::open(&profile.certificate.path, &bytes, &unprotected)?;
-            let cert = ClientCertificate::new(identity, &profile.tenant_id, &profile.app_id)
-                .map_err(|e| fail(Exit::BadInput, e))?;
+            let cert = match &profile.certificate.key {
+                Some(key) => {
+                    let key = crate::keyvault::open_key(key, None)?;
+                    ClientCertificate::with_signer(key.certificate, key.signer, &profile.tenant_id, &profile.app_id)
+                        .map_err(|e| fail(Exit::BadInput, e))?
+                }
+                None => {
+                    let bytes = crate::fsutil::read(&profile.certificate.path)?;
+                    let identity = crate::certfile::open(&profile.certificate.path, &bytes, &unprotected)?;
+                    ClientCertificate::new(identity, &profile.tenant_id, &profile.app_id)
+                        .map_err(|e| fail(Exit::BadInput, e))?
+                }
+            };
             let role_ids = [wellknown::EXCHANGE_ADMINISTRATOR.template_id];
             let services = connect::services(&urls, ui)?;
             let proof = cba_lifecycle::prove(&services, &cert, Duration::from_secs(60), &role_ids)

@@ -97,6 +97,11 @@ pub struct ConnectionArgs {
     /// Tenant (default: --organization), app, certificate and profile.
     #[command(flatten)]
     pub app: AppArgs,
+    /// The app's key in a PKCS#11 token or a Key Vault instead of --cert: pkcs11:token=…;object=… or
+    /// https://VAULT.vault.azure.net/certificates/NAME (docs/keys.md; the PKCS#11 module from the URI's
+    /// module-path or CBA_PKCS11_MODULE).
+    #[arg(long, value_name = "URI", conflicts_with = "cert")]
+    pub key: Option<String>,
     /// The Microsoft cloud: global, usgov-high, usgov-dod or china.
     #[arg(long, value_name = "CLOUD", value_parser = crate::settings::parse_cloud)]
     pub cloud: Option<cba_token::Cloud>,
@@ -140,6 +145,7 @@ fn connect(conn: &ConnectionArgs) -> anyhow::Result<Connection> {
     let flags = Credentials {
         cloud: conn.cloud,
         authority_host: conn.authority_host.clone(),
+        key: conn.key.clone(),
         ..Credentials::from_app_args(&conn.app)
     };
     let creds = flags

@@ -17,7 +17,9 @@ The JSON line holds login_url, graph_url, exchange_url (one loopback root standi
 login.microsoftonline.com, graph.microsoft.com and outlook.office365.com), tenant_id, tenant_domain and
 admin_token (a delegated Graph token of the tenant's Global Administrator), exchange_admin_token (the same
 admin's delegated Exchange token: InvokeCommand with X-AnchorMailbox UPN:admin@<tenant_domain>, e.g. as
-CBA_EXO_ADMIN_TOKEN). Inspect the sim with
+CBA_EXO_ADMIN_TOKEN), keyvault_url (the simulated Key Vault: --key <keyvault_url>/certificates/NAME), and
+identity_endpoint and identity_header (its managed identity: set them as IDENTITY_ENDPOINT and IDENTITY_HEADER
+for a vault token). Inspect the sim with
 GET <graph_url>/_sim/state and GET <graph_url>/_sim/requests; GET <graph_url>/_sim/tenants lists every
 tenant with its admin token, the provider first.";
 
@@ -155,6 +157,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         let sim = builder(&args).try_start().await?;
         let mut info = serde_json::to_value(sim.connection_info())?;
+        // The Key Vault fake and its managed-identity endpoint (App Service form), for `--key {keyvault_url}/…`.
+        info["keyvault_url"] = sim.keyvault_url().into();
+        info["identity_endpoint"] = sim.identity_endpoint().into();
+        info["identity_header"] = sim.identity_header().into();
         if let Some(cert) = seed_cert {
             let provider = sim.tenant_id().to_string();
             let app = sim.seed_app_in(&provider, "seeded-app", &[cert.der()], args.tenants > 0).await;

@@ -50,6 +50,11 @@ Exit codes: 0 every check passed, 7 a check failed (the table says which and wha
 pub struct Args {
     #[command(flatten)]
     pub app: AppArgs,
+    /// The app's key in a PKCS#11 token or a Key Vault instead of --cert: pkcs11:token=…;object=… or
+    /// https://VAULT.vault.azure.net/certificates/NAME (docs/keys.md; the PKCS#11 module from the URI's
+    /// module-path or CBA_PKCS11_MODULE).
+    #[arg(long, value_name = "URI", conflicts_with = "cert")]
+    pub key: Option<String>,
     /// The Entra role(s) the app should hold (repeatable; case-insensitive) [default: the profile's, else
     /// Exchange Administrator].
     #[arg(long = "role", value_name = "NAME")]
@@ -120,19 +125,21 @@ impl Target {
         profile: Option<&Profile>,
         env: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Target> {
-        let flags = Credentials::from_app_args(&args.app);
+        let flags = Credentials { key: args.key.clone(), ..Credentials::from_app_args(&args.app) };
         let creds = flags.or(profile.map(Credentials::from_profile).unwrap_or_default()).or(Credentials::from_env(env));
         let missing: Vec<&str> = [
             (creds.tenant.is_none(), "--tenant (AZURE_TENANT_ID)"),
             (creds.client_id.is_none(), "--client-id (AZURE_CLIENT_ID)"),
-            (creds.cert.is_none() && creds.key.is_none(), "--cert (AZURE_CLIENT_CERTIFICATE_PATH)"),
+            (creds.cert.is_none() && creds.key.is_none(), "--cert (AZURE_CLIENT_CERTIFICATE_PATH) or --key"),
         ]
         .into_iter()
         .filter_map(|(absent, what)| absent.then_some(what))
         .collect();
-        // Only a profile names a token key here; its `path` is the key's `.cer`.
+        // A key (--key or the profile's): the profile's `path` is its `.cer`; without a profile there is none.
         let key = creds.key.clone();
-        let cert_path = creds.cert.or_else(|| key.as_ref().and(profile.map(|p| p.certificate.path.clone())));
+        let cert_path = creds
+            .cert
+            .or_else(|| key.as_ref().map(|_| profile.map(|p| p.certificate.path.clone()).unwrap_or_default()));
         let (Some(tenant), Some(app_id), Some(cert_path)) = (creds.tenant, creds.client_id, cert_path) else {
             return Err(fail(
                 Exit::Usage,

@@ -139,6 +139,16 @@ async fn e2e_keyvault_setup_then_token_status_exo_and_teardown() {
     assert_eq!(shown["vault_key"]["exportable"], false, "{shown}");
     assert_eq!(shown["vault_key"]["version"], versions[0].version.as_str());
 
+    // --key on status and exo, without a profile: the app named by flags, the key by its URL.
+    let (tenant, latest) = (t.sim.tenant_domain(), url.as_str());
+    let o = cba(&t, &["status", "--tenant", tenant, "--client-id", &app_id, "--key", latest, "--output", "json"]);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["ok"], true, "{}", stdout(&o));
+    let o = cba(&t, &["exo", "check", "--tenant", tenant, "--client-id", &app_id, "--key", latest, "--no-cache"]);
+    assert_code(&o, 0);
+    let o = cba(&t, &["status", "--tenant", tenant, "--client-id", &app_id, "--key", latest, "--cert", "x.pfx"]);
+    assert_code(&o, 2);
+
     // Without a vault token source: a clear error naming them all, exit 3.
     let o = cba_with(&t, &["token", "--profile", profile_arg, "--no-cache"], &[]);
     assert_code(&o, 3);
@@ -298,4 +308,57 @@ async fn e2e_keyvault_rotate_makes_the_next_version_and_disables_the_old_one_aft
     let o = cba(&t, &["token", "--profile", profile_arg, "--no-cache", "--format", "json"]);
     assert_code(&o, 0);
     assert_eq!(json(&o)["claims"]["roles"][0], "Exchange.ManageAsApp");
+}
+
+#[test]
+fn e2e_keyvault_sim_serve_names_its_vault_and_identity_endpoint() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = super::cba()
+        .args(["sim", "serve"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let vault = info["keyvault_url"].as_str().unwrap_or_else(|| panic!("no keyvault_url in {line}"));
+    let login = info["login_url"].as_str().unwrap();
+    assert_eq!(vault, format!("{login}/keyvault/cba-sim"));
+    let (endpoint, header) = (info["identity_endpoint"].as_str().unwrap(), info["identity_header"].as_str().unwrap());
+    assert!(endpoint.starts_with("http://127.0.0.1:") && !header.is_empty(), "{line}");
+
+    // What the line names is enough for a vault key.
+    let mut cmd = super::cba();
+    for var in VAULT_ENV {
+        cmd.env_remove(var);
+    }
+    let url = format!("{vault}/certificates/served");
+    cmd.args(["cert", "new", "--name", "served", "--key", &url, "--output", "json"])
+        .current_dir(dir.path())
+        .env("IDENTITY_ENDPOINT", endpoint)
+        .env("IDENTITY_HEADER", header);
+    let o = run(&mut cmd, None);
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["vault_key"]["exportable"], false);
+    assert!(dir.path().join("served.cer").exists());
+}
+
+#[test]
+fn e2e_keyvault_demo_runs_with_a_vault_key() {
+    let mut cmd = super::cba();
+    for var in VAULT_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.args(["demo", "--key", "keyvault", "--replication-delay-ms", "0", "--throttle-every", "0", "--output", "json"]);
+    let o = run(&mut cmd, None);
+    assert_code(&o, 0);
+    let doc = json(&o);
+    assert_eq!(doc["ok"], true, "{doc}");
+    let steps: Vec<&str> = doc["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert!(steps.contains(&"rotate") && steps.contains(&"teardown"), "{steps:?}");
+    assert!(stderr(&o).contains("in the vault"), "{}", stderr(&o));
 }
