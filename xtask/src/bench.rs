@@ -13,9 +13,10 @@ pub fn run_bench(args: &[&str]) -> anyhow::Result<()> {
     match args {
         ["cert", rest @ ..] => cert(runs(rest)?),
         ["token", rest @ ..] => token(runs(rest)?),
-        ["setup", rest @ ..] => setup(runs(rest)?.max(10)),
+        ["setup", "--key", "pkcs11", rest @ ..] => setup(runs(rest)?.max(10), true),
+        ["setup", rest @ ..] => setup(runs(rest)?.max(10), false),
         ["exo", rest @ ..] => exo(runs(rest)?),
-        _ => bail!("usage: cargo xtask bench cert|token|setup|exo [--runs N]"),
+        _ => bail!("usage: cargo xtask bench cert|token|setup [--key pkcs11]|exo [--runs N]"),
     }
 }
 
@@ -42,6 +43,13 @@ pub fn release_binary() -> anyhow::Result<PathBuf> {
 /// not the temporary folders the benchmarks later run `cba` in. A bare name (`cba`) is left to the PATH search.
 fn bench_bin(bin: &Path, cwd: &Path) -> PathBuf {
     if bin.is_absolute() || bin.components().count() == 1 { bin.to_path_buf() } else { cwd.join(bin) }
+}
+
+/// `cmd` without `SSL_CERT_FILE` and `SSL_CERT_DIR`: cba reads and parses the extra roots they name even when
+/// every endpoint is plain http on loopback (about 150 files, ~10 ms, on a machine that points both at the
+/// system bundle), which would measure the machine's environment rather than cba.
+pub fn without_extra_roots(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR")
 }
 
 fn time(cmd: &mut Command) -> anyhow::Result<Duration> {
@@ -225,7 +233,8 @@ fn seeded_sim(cba: &Path, dir: &Path, sim_args: &[&str]) -> anyhow::Result<SimPr
     SimProcess::start(cba, &args)
 }
 
-/// `cba token`: cache hit, cache miss against the sim on loopback, peak RSS.
+/// `cba token`: cache hit, cache miss against the sim on loopback, peak RSS; then a file key against a SoftHSM2
+/// key (cache misses, side by side).
 fn token(n: usize) -> anyhow::Result<()> {
     let cba = release_binary()?;
     let dir = tempdir()?;
@@ -241,6 +250,7 @@ fn token(n: usize) -> anyhow::Result<()> {
             .env("AZURE_AUTHORITY_HOST", &sim.info["login_url"])
             .env("XDG_CACHE_HOME", &cache)
             .env_remove("CBA_PFX_PASSWORD");
+        without_extra_roots(&mut cmd);
         cmd
     };
     // Warm the cache once, then interleave hits and misses.
@@ -259,16 +269,20 @@ fn token(n: usize) -> anyhow::Result<()> {
     println!("| cache hit | {} | ≤ 5 ms | {} | {n} |", ms(h), kib(rss_hit));
     println!("| cache miss, sim on loopback | {} | ≤ 25 ms | {} | {n} |", ms(m), kib(rss_miss));
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    println!();
+    crate::bench_pkcs11::token_keys(n)
 }
 
 /// `cba setup` against `cba sim serve --latency-ms 100` (no replication delay): median wall time against the
 /// critical-path bound (round-trip depth × 100 ms, from `--output json`), and the request count. A fresh app
-/// name each run; first with an existing certificate (`--cert`, the network part alone), then making one.
-fn setup(n: usize) -> anyhow::Result<()> {
+/// name each run: with an existing certificate (`--cert`, the network part alone) and making one; with
+/// `--key pkcs11` also a SoftHSM2 key already in the token and one generated in the run. The rows are run in
+/// turn in each round (interleaved), so all see the same machine.
+fn setup(n: usize, pkcs11: bool) -> anyhow::Result<()> {
     const LATENCY_MS: u64 = 100;
     let cba = release_binary()?;
     let dir = tempdir()?.join("setup");
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let status = Command::new(&cba)
         .args(["cert", "new", "--name", "bench", "--no-password", "--force", "--out-dir"])
@@ -278,6 +292,19 @@ fn setup(n: usize) -> anyhow::Result<()> {
     if !status.success() {
         bail!("cba cert new failed");
     }
+    let hsm = if pkcs11 {
+        let hsm = crate::bench_pkcs11::SoftHsm::init(&dir)?;
+        let mut cmd = Command::new(&cba);
+        cmd.args(["cert", "new", "--name", "bench-token", "--key", "pkcs11:token=cba;object=bench", "--out-dir"])
+            .arg(&dir)
+            .stdout(Stdio::null());
+        if !hsm.env(&mut cmd).status()?.success() {
+            bail!("cba cert new --key failed");
+        }
+        Some(hsm)
+    } else {
+        None
+    };
     let sim = SimProcess::start(&cba, &["--latency-ms", &LATENCY_MS.to_string()])?;
     let field = |json: &str, key: &str| -> anyhow::Result<u64> {
         let at = json.find(&format!("\"{key}\": ")).with_context(|| format!("no {key} in the JSON"))?;
@@ -285,28 +312,35 @@ fn setup(n: usize) -> anyhow::Result<()> {
         let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         rest[..end].parse().with_context(|| format!("{key} is not a number"))
     };
-    println!(
-        "| `cba setup`, sim latency {LATENCY_MS} ms | median wall (ms) | critical-path bound (ms) | ratio | target | requests | runs |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    for (label, existing) in
-        [("existing certificate (`--cert`)", true), ("new certificate (RSA-2048 made in the run)", false)]
-    {
-        let (mut walls, mut depths, mut requests) = (Vec::with_capacity(n), Vec::new(), Vec::new());
-        for i in 0..n {
-            let name = format!("bench-{}-{i}", if existing { "c" } else { "n" });
+    type Args = fn(usize) -> Vec<String>;
+    let mut rows: Vec<(&str, Args)> = vec![
+        ("existing certificate (`--cert`)", |_| vec!["--cert".into(), "bench.pfx".into()]),
+        ("new certificate (RSA-2048 made in the run)", |_| vec!["--no-password".into()]),
+    ];
+    if pkcs11 {
+        rows.push(("SoftHSM2 key already in the token (`--key pkcs11:…`)", |_| {
+            vec!["--key".into(), "pkcs11:token=cba;object=bench".into()]
+        }));
+        rows.push(("SoftHSM2 key generated in the run (`--key pkcs11:…`, a new label)", |i| {
+            vec!["--key".into(), format!("pkcs11:token=cba;object=bench-new-{i}")]
+        }));
+    }
+    let mut samples: Vec<(Vec<Duration>, Vec<u64>, Vec<u64>)> = vec![Default::default(); rows.len()];
+    for i in 0..n {
+        for (r, (_, args)) in rows.iter().enumerate() {
             let mut cmd = Command::new(&cba);
             cmd.args([
                 "setup",
                 "--tenant",
                 &sim.info["tenant_domain"],
                 "--name",
-                &name,
+                &format!("bench-{r}-{i}"),
                 "--admin",
                 "token",
                 "--output",
                 "json",
             ])
+            .args(args(i))
             .current_dir(&dir)
             .env("CBA_GRAPH_TOKEN", &sim.info["admin_token"])
             .env("AZURE_AUTHORITY_HOST", &sim.info["login_url"])
@@ -314,35 +348,42 @@ fn setup(n: usize) -> anyhow::Result<()> {
             .env("CBA_EXCHANGE_URL", &sim.info["exchange_url"])
             .env_remove("CBA_PFX_PASSWORD")
             .env_remove("CBA_PROFILE");
-            if existing {
-                cmd.arg("--cert").arg(dir.join("bench.pfx"));
-            } else {
-                cmd.arg("--no-password");
+            if let Some(hsm) = &hsm {
+                hsm.env(&mut cmd);
             }
+            without_extra_roots(&mut cmd);
             let start = Instant::now();
             let out = cmd.stderr(Stdio::piped()).output().context("starting cba setup")?;
-            walls.push(start.elapsed());
+            let wall = start.elapsed();
             if !out.status.success() {
                 bail!("cba setup failed: {}", String::from_utf8_lossy(&out.stderr));
             }
             let json = String::from_utf8_lossy(&out.stdout);
+            let (walls, depths, requests) = &mut samples[r];
+            walls.push(wall);
             depths.push(field(&json, "round_trip_depth")?);
             requests.push(field(&json, "requests")?);
         }
-        let wall = median(&mut walls);
+    }
+    drop(sim);
+    println!(
+        "| `cba setup`, sim latency {LATENCY_MS} ms | median wall (ms) | critical-path bound (ms) | ratio | target | requests | runs |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for ((label, _), (walls, depths, requests)) in rows.iter().zip(&mut samples) {
+        let wall = median(walls);
         depths.sort_unstable();
         requests.sort_unstable();
         let depth = depths[depths.len() / 2];
         let bound = Duration::from_millis(depth * LATENCY_MS);
         println!(
-            "| {label} | {} | {} (depth {depth}) | {:.2} | ≤ 1.3 | {} (target ≤ 10) | {n} |",
+            "| {label} | {} | {} (depth {depth}) | {:.2} | ≤ 1.3 | {} (target ≤ 10) | {n}, interleaved |",
             ms(wall),
             ms(bound),
             wall.as_secs_f64() / bound.as_secs_f64(),
             requests[requests.len() / 2]
         );
     }
-    drop(sim);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Project automation: `cargo xtask ci | e2e | bench <name>`.
 
 mod bench;
+mod bench_fleet;
+mod bench_pkcs11;
 #[cfg(test)]
 mod invariants;
 
@@ -15,6 +17,7 @@ fn main() -> anyhow::Result<()> {
     match args.as_slice() {
         ["ci"] => ci(),
         ["e2e"] => e2e(),
+        ["bench", "fleet", rest @ ..] => bench_fleet::run(rest),
         ["bench", rest @ ..] => bench::run_bench(rest),
         _ => {
             eprintln!(
@@ -23,9 +26,11 @@ fn main() -> anyhow::Result<()> {
                  ci              fmt check, clippy -D warnings, the whole test suite (what CI runs)\n  \
                  e2e             the black-box suites: the real `cba` binary against cba-sim\n  \
                  bench cert      `cba cert new` against the OpenSSL pipeline (docs/benchmarks.md)\n  \
-                 bench token     `cba token` cache hit / miss / RSS, and library throughput\n  \
+                 bench token     `cba token` cache hit / miss / RSS; a SoftHSM2 key against a file key\n  \
                  bench setup     `cba setup` against the sim (100 ms latency): wall time vs the critical path\n  \
-                 bench exo       `cba exo invoke Get-Mailbox` over 10,000 sim mailboxes: wall time vs the sim, peak RSS\n"
+                 bench setup --key pkcs11   the same, side by side with a SoftHSM2 key (`--key pkcs11:…`)\n  \
+                 bench exo       `cba exo invoke Get-Mailbox` over 10,000 sim mailboxes: wall time vs the sim, peak RSS\n  \
+                 bench fleet     `cba fleet status` / `cba exo invoke --fleet --all` over 1,000 sim tenants at 50 ms\n"
             );
             bail!("unknown or missing task");
         }
