@@ -74,7 +74,7 @@ pub struct Args {
     pub exchange_roles: Option<String>,
     /// With --exchange-roles: limit the group's writes to the recipients this OPATH filter matches (a
     /// management scope, e.g. "Department -eq 'Sales'").
-    #[arg(long, value_name = "OPATH", requires = "exchange_roles")]
+    #[arg(long, value_name = "OPATH")]
     pub write_scope: Option<String>,
     /// With an Exchange role group: assign the --role Entra role(s) as well (their permissions add up).
     #[arg(long)]
@@ -164,6 +164,13 @@ impl Settings {
                 None => CertSource::New(args.new_cert),
             },
         };
+        if args.write_scope.is_some() && args.exchange_roles.is_none() {
+            return Err(fail(
+                Exit::Usage,
+                "--write-scope limits the custom role group of --exchange-roles; an existing group \
+                 (--exchange-role-group) keeps the scope it has",
+            ));
+        }
         let exchange_roles = match (&args.exchange_role_group, &args.exchange_roles) {
             (Some(group), _) => Some(ExchangeRoles::Group(group.trim().to_string())),
             (None, Some(list)) => Some(ExchangeRoles::Custom {

@@ -9,6 +9,7 @@ mod e2e_exo_failures;
 mod e2e_fleet;
 mod e2e_keyvault;
 mod e2e_pkcs11;
+mod e2e_rbac;
 mod e2e_rotate;
 mod e2e_setup;
 mod e2e_sim;
