@@ -117,7 +117,10 @@ async fn e2e_keyvault_setup_then_token_status_exo_and_teardown() {
     assert!(ok, "python cryptography refused the vault-signed assertion:\n{said}");
     assert_eq!(said.trim(), "ok PS256");
     let (head, sig) = assertion.rsplit_once('.').unwrap();
-    let flipped = if sig.starts_with('A') { format!("B{}", &sig[1..]) } else { format!("A{}", &sig[1..]) };
+    let flipped = match sig.strip_prefix('A') {
+        Some(rest) => format!("B{rest}"),
+        None => format!("A{}", &sig[1..]),
+    };
     assert!(!python_verifies(t.dir.path(), &cer_path, &format!("{head}.{flipped}"), &app_id).0);
 
     // token, status and exo check from the profile alone sign in the vault.
