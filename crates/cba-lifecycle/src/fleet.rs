@@ -19,8 +19,8 @@ use std::time::Duration;
 use cba_exo::{ExoClient, Parameters, RawPage};
 use cba_graph::provision::{self, Change, Event as GraphEvent, Step};
 use cba_graph::wellknown::{self, Role};
-use cba_http::{BoxError, Clock, RetryPolicy, Verdict};
-use cba_token::{AccessToken, CertificateTokenSource, ClientCertificate, Resource};
+use cba_http::{BoxError, RetryPolicy, Verdict};
+use cba_token::{AccessToken, CertificateTokenSource, Resource};
 use futures::{Stream, StreamExt as _};
 use serde::{Deserialize, Serialize};
 
@@ -1115,69 +1115,79 @@ pub fn fan_out(
     tenants: &[CustomerTenant],
     run: &FanOut,
 ) -> Result<Pin<Box<dyn Stream<Item = FanOutEvent> + Send>>, Error> {
-    let http = exchange_http(services)?;
-    let mut streams = Vec::with_capacity(tenants.len());
-    for t in tenants {
-        let tenant: Arc<str> = Arc::from(t.tenant_id.as_str());
-        let cert = credential
-            .client_certificate(&t.tenant_id, app_id)
-            .map_err(Error::token_in("the home app's certificate"))?;
-        streams.push(tenant_stream(services.clone(), http.clone(), cert, tenant, run.clone()));
-    }
+    // One context for every tenant; per tenant only its id until its turn comes (a certificate credential,
+    // token source and client are made then and dropped when it ends), so memory follows the concurrency,
+    // not the fleet's size.
+    let shared = Arc::new(Shared {
+        services: services.clone(),
+        http: exchange_http(services)?,
+        app_id: app_id.to_string(),
+        credential: credential.clone(),
+        run: run.clone(),
+    });
+    let streams: Vec<_> =
+        tenants.iter().map(|t| tenant_stream(shared.clone(), Arc::from(t.tenant_id.as_str()))).collect();
     Ok(Box::pin(futures::stream::iter(streams).flatten_unordered(run.concurrency.max(1))))
 }
 
-fn tenant_stream(
+/// What every tenant of a [`fan_out`] run shares.
+struct Shared {
     services: Services,
     http: cba_token::reqwest::Client,
-    cert: ClientCertificate,
-    tenant: Arc<str>,
+    app_id: String,
+    credential: Credential,
     run: FanOut,
-) -> Pin<Box<dyn Stream<Item = FanOutEvent> + Send>> {
+}
+
+type Pages = Pin<Box<dyn Stream<Item = Result<RawPage, cba_exo::Error>> + Send>>;
+
+/// One tenant's run: nothing until first polled, then its pages, then `Done` or `Failed`.
+fn tenant_stream(shared: Arc<Shared>, tenant: Arc<str>) -> Pin<Box<dyn Stream<Item = FanOutEvent> + Send>> {
     enum Phase {
-        Start(Box<(Services, cba_token::reqwest::Client, ClientCertificate, FanOut)>),
-        Running(
-            Pin<Box<dyn Stream<Item = Result<RawPage, cba_exo::Error>> + Send>>,
-            time::OffsetDateTime,
-            Arc<dyn Clock>,
-        ),
+        Start(Arc<Shared>),
+        Running(Pages, time::OffsetDateTime, Arc<Shared>),
         Over,
     }
-    let stream = futures::stream::unfold(
-        (Phase::Start(Box::new((services, http, cert, run))), tenant, 0usize),
-        |(phase, tenant, objects)| async move {
-            let (mut pages, started, clock) = match phase {
+    let failed = |tenant: &Arc<str>, doing: String, source: cba_exo::Error| FanOutEvent::Failed {
+        tenant: tenant.clone(),
+        error: Box::new(Error::Exchange { doing, source }),
+    };
+    let stream =
+        futures::stream::unfold((Phase::Start(shared), tenant, 0usize), move |(phase, tenant, objects)| async move {
+            let (mut pages, started, shared) = match phase {
                 Phase::Over => return None,
-                Phase::Running(pages, started, clock) => (pages, started, clock),
-                Phase::Start(start) => {
-                    let (services, http, cert, run) = *start;
-                    let started = services.now();
-                    let source = CertificateTokenSource::new(services.tokens.clone(), cert, &Resource::Exchange);
+                Phase::Running(pages, started, shared) => (pages, started, shared),
+                Phase::Start(shared) => {
+                    let started = shared.services.now();
+                    let cert = match shared.credential.client_certificate(&tenant, &shared.app_id) {
+                        Ok(cert) => cert,
+                        Err(source) => {
+                            let error = Box::new(Error::Token { doing: "the home app's certificate".into(), source });
+                            return Some((
+                                FanOutEvent::Failed { tenant: tenant.clone(), error },
+                                (Phase::Over, tenant, 0),
+                            ));
+                        }
+                    };
+                    let source = CertificateTokenSource::new(shared.services.tokens.clone(), cert, &Resource::Exchange);
                     let mut builder = ExoClient::builder()
-                        .base_url(services.endpoints.exchange.trim_end_matches('/'))
+                        .base_url(shared.services.endpoints.exchange.trim_end_matches('/'))
                         .tenant_id(tenant.to_string())
                         .token_source(Arc::new(source))
-                        .http_client(http)
-                        .page_size(run.page_size);
-                    if let Some(observer) = run.observer.clone() {
+                        .http_client(shared.http.clone())
+                        .page_size(shared.run.page_size);
+                    if let Some(observer) = shared.run.observer.clone() {
                         let t = tenant.clone();
                         builder = builder.on_event(move |e| observer(&t, e));
                     }
                     match builder.build() {
                         Ok(exo) => {
-                            let pages: Pin<Box<dyn Stream<Item = _> + Send>> =
-                                Box::pin(exo.invoke_pages(&run.cmdlet, &run.params));
-                            (pages, started, services.clock.clone())
+                            let pages: Pages = Box::pin(exo.invoke_pages(&shared.run.cmdlet, &shared.run.params));
+                            (pages, started, shared)
                         }
                         Err(source) => {
-                            let error = Box::new(Error::Exchange {
-                                doing: format!("configuring Exchange for tenant {tenant}"),
-                                source,
-                            });
-                            return Some((
-                                FanOutEvent::Failed { tenant: tenant.clone(), error },
-                                (Phase::Over, tenant, objects),
-                            ));
+                            let event = failed(&tenant, format!("configuring Exchange for tenant {tenant}"), source);
+                            return Some((event, (Phase::Over, tenant, objects)));
                         }
                     }
                 }
@@ -1185,25 +1195,22 @@ fn tenant_stream(
             match pages.next().await {
                 Some(Ok(page)) => {
                     let n = objects + page.len();
-                    Some((
-                        FanOutEvent::Page { tenant: tenant.clone(), page },
-                        (Phase::Running(pages, started, clock), tenant, n),
-                    ))
+                    let event = FanOutEvent::Page { tenant: tenant.clone(), page };
+                    Some((event, (Phase::Running(pages, started, shared), tenant, n)))
                 }
                 Some(Err(source)) => {
-                    let error = Box::new(Error::Exchange { doing: format!("in tenant {tenant}"), source });
-                    Some((FanOutEvent::Failed { tenant: tenant.clone(), error }, (Phase::Over, tenant, objects)))
+                    let event = failed(&tenant, format!("in tenant {tenant}"), source);
+                    Some((event, (Phase::Over, tenant, objects)))
                 }
                 None => {
-                    let elapsed = (clock.now() - started).try_into().unwrap_or(Duration::ZERO);
+                    let elapsed = shared.services.since(started);
                     Some((
                         FanOutEvent::Done { tenant: tenant.clone(), objects, elapsed },
                         (Phase::Over, tenant, objects),
                     ))
                 }
             }
-        },
-    );
+        });
     Box::pin(stream)
 }
 
