@@ -122,9 +122,19 @@ fn the_graph_is_the_real_one() {
     // The checks below can only fail if the walk sees the dependencies; prove it does.
     let graph = Graph::workspace();
     let members = graph.members();
-    for name in
-        ["cba-cert", "cba-http", "cba-token", "cba-graph", "cba-exo", "cba-sim", "cba-pkcs11", "cba-cli", "xtask"]
-    {
+    let names = [
+        "cba-cert",
+        "cba-http",
+        "cba-token",
+        "cba-graph",
+        "cba-exo",
+        "cba-sim",
+        "cba-pkcs11",
+        "cba-keyvault",
+        "cba-cli",
+        "xtask",
+    ];
+    for name in names {
         assert!(members.contains_key(name), "cargo metadata lists no workspace member {name}");
     }
     let cert = graph.reachable("cba-cert");
@@ -181,6 +191,25 @@ fn cba_pkcs11_knows_no_http() {
     );
     broken.assert_none();
     assert!(Graph::workspace().reachable("cba-pkcs11").contains_key("cryptoki"), "the walk sees cba-pkcs11's graph");
+}
+
+#[test]
+fn cba_keyvault_knows_no_graph_token_endpoint_or_pkcs11() {
+    // A key in a vault is one more KeySigner: the vault's own HTTP calls, nothing of Graph, the token endpoint,
+    // the lifecycle or PKCS#11; and the token code takes vault keys through KeySigner, never this crate.
+    let graph = Graph::workspace();
+    let mut broken = Violations::default();
+    broken.reaching(
+        graph,
+        "cba-keyvault",
+        &["cba-token", "cba-graph", "cba-exo", "cba-sim", "cba-lifecycle", "cba-pkcs11", "cryptoki", "wiremock"],
+        "cba-keyvault is a key store: cba-token and cba-lifecycle take its keys through cba_cert::KeySigner",
+    );
+    for krate in ["cba-token", "cba-graph", "cba-lifecycle", "cba-pkcs11"] {
+        broken.reaching(graph, krate, &["cba-keyvault"], "only cba-cli knows which key store a key is in");
+    }
+    broken.assert_none();
+    assert!(graph.reachable("cba-keyvault").contains_key("reqwest"), "the walk sees cba-keyvault's graph");
 }
 
 #[test]
