@@ -578,7 +578,10 @@ async fn e2e_pkcs11_setup_assertion_verifies_with_python_and_the_key_cannot_leav
 
     // The check can fail: one signature byte changed, or another app's client id, is refused.
     let (head, sig) = assertion.rsplit_once('.').unwrap();
-    let flipped = if sig.starts_with('A') { format!("B{}", &sig[1..]) } else { format!("A{}", &sig[1..]) };
+    let flipped = match sig.strip_prefix('A') {
+        Some(rest) => format!("B{rest}"),
+        None => format!("A{}", &sig[1..]),
+    };
     assert!(!verify(&format!("{head}.{flipped}")).0, "a changed signature must not verify");
     let (ok, said) = {
         let file = t.dir.path().join("assertion.jwt");
@@ -756,4 +759,38 @@ async fn e2e_pkcs11_rotate_interrupted_after_add_key_and_after_remove_key_then_r
     assert_eq!(cers, [format!("{}.cer", super::APP)]);
     assert_code(&with_token(&["token", "--profile", profile_arg, "--no-cache"]), 0);
     assert_code(&with_token(&["status", "--profile", profile_arg]), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_pkcs11_setup_killed_after_the_key_was_made_then_rerun_reuses_it() {
+    let h = hsm();
+    // Latency keeps the run in its first requests long after the key and NAME.cer are made.
+    let t = super::Tenant::start(cba_sim::SimTenant::builder().latency(std::time::Duration::from_millis(200))).await;
+    let setup = ["setup", "--tenant", t.sim.tenant_domain(), "--name", super::APP, "--key", URI, "--wait", "60s"];
+    let cer = t.dir.path().join(format!("{}.cer", super::APP));
+    let mut child = with_token_cmd(&h, &t, &setup).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let killed = loop {
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        if cer.exists() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    };
+    assert!(killed, "setup ended before it wrote the .cer");
+    assert!(t.sim.state().await.primary().applications.is_empty(), "killed before the app was created");
+    let made = h.objects();
+    assert_eq!(h.key_labels(), ["e2e"], "{made:#?}");
+    let thumbprint = cer_thumbprint(&cer);
+
+    // The rerun finds the key and its certificate by label: nothing new in the token, that certificate on the app.
+    let o = run(&mut with_token_cmd(&h, &t, &[&setup[..], &["--output", "json"]].concat()), None);
+    assert_code(&o, 0);
+    let state = t.assert_one_of_each().await;
+    assert_eq!(state.primary().applications[0].key_credentials[0].thumbprint_sha1, thumbprint);
+    assert_eq!(h.objects(), made, "the token is as the killed run left it");
+    assert_eq!(cer_thumbprint(&cer), thumbprint);
 }
