@@ -74,13 +74,14 @@ pub enum Command {
 
 const ROLES_EXAMPLES: &str = "\
 Examples:
-  CBA_EXO_ADMIN_TOKEN=... cba exo roles --profile contoso-exo.profile.json   # read as the administrator
+  CBA_EXO_ADMIN_TOKEN=... cba exo roles --profile contoso-exo.profile.json   # as the admin
   cba exo roles --profile contoso-exo.profile.json --exchange-admin device-code
   cba exo roles --profile contoso-exo.profile.json --output json     # with the app's own token
 
-Reading role groups needs the Role Management role: the administrator's Exchange sign-in has it (--exchange-admin,
-or CBA_EXO_ADMIN_TOKEN), the app's own token only when one of its groups holds it (else exit 5). The Entra role's
-implicit group (Exchange Administrator acts as Organization Management) is not a membership and is not listed.";
+Reading role groups needs the Role Management role: the administrator's Exchange sign-in has it
+(--exchange-admin, or CBA_EXO_ADMIN_TOKEN); the app's own token only when one of its groups holds
+it (else exit 5). The Entra role's implicit group (Exchange Administrator acts as Organization
+Management) is not a membership and is not listed.";
 
 /// `cba exo roles` flags.
 #[derive(Debug, clap::Args)]

@@ -34,6 +34,14 @@ Examples:
       --role 'Exchange Recipient Administrator'
   CBA_PKCS11_PIN=... cba setup --tenant contoso.onmicrosoft.com --name contoso-exo \\
       --key 'pkcs11:token=cba;object=contoso-exo'        # key made in a PKCS#11 token
+  cba setup --tenant contoso.onmicrosoft.com --name contoso-exo \\
+      --key https://contoso-kv.vault.azure.net/certificates/contoso-exo   # key made in Azure Key Vault
+  # least privilege: an Exchange role group instead of an Entra role (docs/least-privilege.md)
+  cba setup --tenant contoso.onmicrosoft.com --name contoso-exo \\
+      --exchange-role-group 'View-Only Organization Management'
+  cba setup --tenant contoso.onmicrosoft.com --name contoso-exo \\
+      --exchange-roles 'Mail Recipients,View-Only Recipients' \\
+      --write-scope \"Department -eq 'Sales'\"
   # against `cba sim serve`, with what its JSON line prints (all three URLs: a profile naming
   # the real Exchange next to the simulator's login would send the simulator's tokens there)
   CBA_GRAPH_TOKEN=<admin_token> cba setup --admin token --tenant <tenant_id> --name demo \\

@@ -34,9 +34,15 @@ Examples:
   cba status --profile contoso-exo.profile.json           # from the token alone: no admin needed
   cba status --profile contoso-exo.profile.json --admin device-code   # also every object in Graph
   CBA_PROFILE=contoso-exo.profile.json cba status --output json
+  cba status --profile contoso-exo.profile.json --exchange-admin device-code   # + role group
   cba status --tenant contoso.onmicrosoft.com --client-id 631a96bc-... --cert contoso-exo.pfx
   AZURE_TENANT_ID=... AZURE_CLIENT_ID=... AZURE_CLIENT_CERTIFICATE_PATH=contoso-exo.pfx \\
       cba status --admin device-code --role 'Exchange Recipient Administrator'
+
+A profile with an Exchange role group (setup --exchange-role-group or --exchange-roles) adds the
+exchange_* checks: service principal, membership, roles and scope, read with the administrator's
+Exchange sign-in (--exchange-admin, or CBA_EXO_ADMIN_TOKEN), else with the app's own token, which
+usually may not read them (then unconfirmed: exit 7); exchange_access runs a read cmdlet as the app.
 
 Without a profile the app is named by --tenant, --client-id and --cert, else AZURE_TENANT_ID, AZURE_CLIENT_ID
 and AZURE_CLIENT_CERTIFICATE_PATH; the role checked is Exchange Administrator unless --role says otherwise.
