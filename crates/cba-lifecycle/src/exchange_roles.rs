@@ -111,6 +111,9 @@ pub struct ExchangeReport {
     pub created: Vec<String>,
     /// Objects already in place.
     pub unchanged: Vec<String>,
+    /// What was left of the previously recorded group, when the request names another (`membership`,
+    /// `role_group` and `management_scope` when `cba` made them).
+    pub removed: Vec<String>,
     /// `Enable-OrganizationCustomization` was run.
     pub customization_enabled: bool,
     /// The read cmdlet the app ran with its own token as proof (null when the roles allow none cba knows).
@@ -438,7 +441,24 @@ pub(crate) async fn apply(
     progress.detail(format!("Exchange service principal: {} ({})", text(&sp, "DisplayName"), app.sp_object_id));
     report.service_principal = app.sp_object_id.to_string();
 
-    // 2. The scope and the group.
+    // 2. The scope and the group. Another group than the one recorded: leave the old one first (what the app
+    // held there must not outlive the change), and forget it only once it is left.
+    let wanted = match &setup.roles {
+        ExchangeRoles::Group(name) => name.clone(),
+        ExchangeRoles::Custom { .. } => role_group_name(app.name),
+    };
+    if !recorded.role_group.is_empty() && !recorded.role_group.eq_ignore_ascii_case(&wanted) {
+        report.removed = leave(exo, app, &recorded).await?;
+        for r in &report.removed {
+            progress.detail(format!("{r}: removed (the previous role group {:?})", recorded.role_group));
+        }
+        state = ExchangeProfile {
+            service_principal: state.service_principal.clone(),
+            service_principal_created: state.service_principal_created,
+            ..ExchangeProfile::default()
+        };
+        record(profile, &state, save)?;
+    }
     let group = match &setup.roles {
         ExchangeRoles::Group(name) => {
             let Some(group) = exo.find("Get-RoleGroup", params(&[("Identity", name.as_str().into())])).await? else {
@@ -457,6 +477,12 @@ pub(crate) async fn apply(
         }
         ExchangeRoles::Custom { roles, write_scope } => {
             let name = role_group_name(app.name);
+            // An existing group is checked before anything is made: cba does not change its roles or scope.
+            let existing = exo.find("Get-RoleGroup", params(&[("Identity", name.as_str().into())])).await?;
+            if let Some(group) = &existing {
+                check_group_scope(exo, &name, write_scope.as_ref().map(|_| name.as_str())).await?;
+                check_group_roles(&name, group, roles)?;
+            }
             if let Some(filter) = write_scope {
                 let scope = match exo.find("Get-ManagementScope", params(&[("Identity", name.as_str().into())])).await?
                 {
@@ -499,7 +525,7 @@ pub(crate) async fn apply(
                 state.write_scope = None;
                 state.scope_created = false;
             }
-            let group = match exo.find("Get-RoleGroup", params(&[("Identity", name.as_str().into())])).await? {
+            let group = match existing {
                 Some(group) => {
                     state.role_group_created =
                         recorded.role_group_created && recorded.role_group.eq_ignore_ascii_case(&name);
@@ -526,18 +552,7 @@ pub(crate) async fn apply(
                     found
                 }
             };
-            let found_roles = strings(&group, "Roles");
-            if !same_set(&found_roles, roles) {
-                return Err(Error::ExchangeObject {
-                    object: format!("Exchange role group {name:?}"),
-                    problem: format!(
-                        "it holds the roles [{}], not [{}]: rerun with those --exchange-roles, or remove the group \
-                         (Remove-RoleGroup) so cba makes it anew",
-                        found_roles.join(", "),
-                        roles.join(", ")
-                    ),
-                });
-            }
+            check_group_roles(&name, &group, roles)?;
             state.role_group = text(&group, "Name");
             group
         }
@@ -587,6 +602,71 @@ pub(crate) async fn apply(
     report.write_scope = state.write_scope.clone();
     report.requests = exo.requests();
     Ok(report)
+}
+
+/// Leave the previously recorded group: the membership, and the group and scope when `cba` made them.
+async fn leave(exo: &Exo, app: &App<'_>, recorded: &ExchangeProfile) -> Result<Vec<String>, Error> {
+    let mut removed = Vec::new();
+    let confirm = || ("Confirm", Value::Bool(false));
+    let group = recorded.role_group.as_str();
+    let member = params(&[("Identity", group.into()), ("Member", app.sp_object_id.into()), confirm()]);
+    if remove(exo, "Remove-RoleGroupMember", member, &["MemberNotFoundException"]).await? {
+        removed.push("membership".to_string());
+    }
+    if recorded.role_group_created
+        && remove(exo, "Remove-RoleGroup", params(&[("Identity", group.into()), confirm()]), &[]).await?
+    {
+        removed.push("role_group".to_string());
+    }
+    if let (Some(scope), true) = (&recorded.scope, recorded.scope_created)
+        && remove(exo, "Remove-ManagementScope", params(&[("Identity", scope.as_str().into()), confirm()]), &[]).await?
+    {
+        removed.push("management_scope".to_string());
+    }
+    Ok(removed)
+}
+
+/// A custom group must hold exactly `roles`.
+fn check_group_roles(name: &str, group: &Value, roles: &[String]) -> Result<(), Error> {
+    let found = strings(group, "Roles");
+    if same_set(&found, roles) {
+        return Ok(());
+    }
+    Err(Error::ExchangeObject {
+        object: format!("Exchange role group {name:?}"),
+        problem: format!(
+            "it holds the roles [{}], not [{}]: rerun with those --exchange-roles, or remove the group \
+             (Remove-RoleGroup) so cba makes it anew",
+            found.join(", "),
+            roles.join(", ")
+        ),
+    })
+}
+
+/// An existing custom group must limit its writes by `scope` (or not at all when `None`), as its role
+/// assignments say: cba does not change a group's scope behind its owner's back.
+async fn check_group_scope(exo: &Exo, group: &str, scope: Option<&str>) -> Result<(), Error> {
+    let assignments = exo
+        .run("Get-ManagementRoleAssignment", params(&[("RoleAssignee", group.into())]))
+        .await
+        .map_err(|e| exo.failed("Get-ManagementRoleAssignment", e))?;
+    let found: Vec<String> = assignments.iter().map(|a| text(a, "CustomRecipientWriteScope")).collect();
+    let ok = match scope {
+        Some(s) => !found.is_empty() && found.iter().all(|f| f.eq_ignore_ascii_case(s)),
+        None => found.iter().all(String::is_empty),
+    };
+    if ok {
+        return Ok(());
+    }
+    let had = found.iter().find(|f| !f.is_empty()).map_or("none".to_string(), |f| format!("{f:?}"));
+    Err(Error::ExchangeObject {
+        object: format!("Exchange role group {group:?}"),
+        problem: format!(
+            "its write scope is {had}, not {}: remove the group (Remove-RoleGroup) so cba makes it anew with the \
+             scope asked, or rerun with the --write-scope it has",
+            scope.map_or("none".to_string(), |s| format!("{s:?}"))
+        ),
+    })
 }
 
 fn record(

@@ -410,7 +410,9 @@ pub async fn setup(
         dry_run: false,
         changed: !outcome.changed_nothing()
             || request.new_certificate
-            || exchange_report.as_ref().is_some_and(|x| !x.created.is_empty() || x.customization_enabled),
+            || exchange_report
+                .as_ref()
+                .is_some_and(|x| !x.created.is_empty() || !x.removed.is_empty() || x.customization_enabled),
         tenant_id: profile.tenant_id.clone(),
         tenant_domain: profile.tenant_domain.clone(),
         app_name: request.name.clone(),

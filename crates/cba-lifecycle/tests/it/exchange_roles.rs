@@ -435,3 +435,39 @@ async fn a_dehydrated_tenant_is_customized_only_when_asked() {
     assert!(x.created.contains(&"role_group".to_string()), "{:?}", x.created);
     assert!(!store.load().unwrap().unwrap().incomplete);
 }
+
+#[tokio::test]
+async fn another_group_on_a_rerun_leaves_the_old_one_and_a_changed_scope_is_refused() {
+    let tenant = start(|b| b).await;
+    let store = MemoryStore::new();
+    let custom_req = exchange_request(&tenant, custom(&["Mail Recipients", "View-Only Recipients"], Some(SALES)));
+    let first = set_up(&tenant, &store, &custom_req).await.expect("setup");
+    let sp = first.service_principal_id.clone().unwrap();
+
+    // Without the scope now: the group cba made keeps its scope, so it is refused before anything changes.
+    let before = tenant.state().await;
+    let unscoped = exchange_request(&tenant, custom(&["Mail Recipients", "View-Only Recipients"], None));
+    let e = set_up(&tenant, &store, &unscoped).await.unwrap_err();
+    assert!(matches!(&e, Error::ExchangeObject { problem, .. } if problem.contains("write scope")), "{e:?}");
+    let after = tenant.state().await;
+    assert_eq!(after.primary().role_groups, before.primary().role_groups);
+    assert_eq!(after.primary().management_scopes, before.primary().management_scopes);
+
+    // A built-in group instead: the app leaves the custom group, which cba made and removes with its scope.
+    let report = set_up(&tenant, &store, &exchange_request(&tenant, ExchangeRoles::Group(VIEW_ONLY.into())))
+        .await
+        .expect("the switch");
+    let x = report.exchange.unwrap();
+    assert_eq!(x.removed, ["membership", "role_group", "management_scope"]);
+    assert!(report.changed);
+    assert_exchange_objects(&tenant.state().await, &sp, VIEW_ONLY, 0, 0);
+    let recorded = store.load().unwrap().unwrap().exchange.unwrap();
+    assert_eq!((recorded.role_group.as_str(), recorded.role_group_created), (VIEW_ONLY, false));
+    assert_eq!((recorded.scope, recorded.scope_created), (None, false));
+    assert!(recorded.service_principal_created, "the service principal is still cba's");
+    // The app no longer writes anywhere.
+    let app = app_exo(&tenant, report.app_id.as_deref().unwrap());
+    let sales = mailbox_in(&tenant, "Sales").await;
+    let write = app.collect_all("Set-Mailbox", &p(json!({"Identity": sales, "CustomAttribute1": "x"}))).await;
+    assert!(matches!(write, Err(cba_exo::Error::NotAllowed { .. })), "{write:?}");
+}
