@@ -17,8 +17,10 @@ pub const PIN_ENV: &str = "CBA_PKCS11_PIN";
 /// `--key URI` and `--pkcs11-module PATH`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct KeyArgs {
-    /// A key in a PKCS#11 token instead of a file: pkcs11:token=LABEL;object=LABEL (RFC 7512, docs/keys.md).
-    /// PIN: the URI's pin-source=file:PATH, else CBA_PKCS11_PIN, else a prompt.
+    /// A key that stays in a PKCS#11 token or Azure Key Vault instead of a file: pkcs11:token=LABEL;object=LABEL
+    /// (RFC 7512; PIN: the URI's pin-source=file:PATH, else CBA_PKCS11_PIN, else a prompt) or
+    /// https://VAULT.vault.azure.net/certificates/NAME (vault token: CBA_KEYVAULT_TOKEN, else IDENTITY_ENDPOINT +
+    /// IDENTITY_HEADER, else CBA_KEYVAULT_IMDS=1). docs/keys.md.
     #[arg(long, value_name = "URI")]
     pub key: Option<String>,
     /// The PKCS#11 module (shared library) for --key [env: CBA_PKCS11_MODULE; or the URI's module-path].

@@ -33,6 +33,7 @@ Examples:
   cba cert new --name contoso-exo --out-dir ./certs --years 2 --password-file ./pfx-password.txt
   cba cert new --name legacy-host --pfx-format legacy --pem --no-password --output json
   CBA_PKCS11_PIN=... cba cert new --name contoso-exo --key 'pkcs11:token=cba;object=contoso-exo'
+  cba cert new --name contoso-exo --key https://contoso-kv.vault.azure.net/certificates/contoso-exo
 
 The password never comes from the command line: --password-env VAR, --password-file FILE, --password-stdin,
 CBA_PFX_PASSWORD, or a prompt (asked twice) when a terminal is attached.
@@ -40,7 +41,9 @@ CBA_PFX_PASSWORD, or a prompt (asked twice) when a terminal is attached.
 With --key the RSA-2048 key is generated inside the PKCS#11 token and never leaves it (not extractable); the
 self-signed certificate is stored beside it and NAME.cer written for upload (no PFX). A rerun reuses the key
 and certificate with that label; --force replaces them. The module: --pkcs11-module PATH, the URI's
-module-path, or CBA_PKCS11_MODULE (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so). docs/keys.md.";
+module-path, or CBA_PKCS11_MODULE (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so). With --key https://… the vault
+makes the key (not exportable) and the certificate; a rerun reuses its latest version, --force makes a new one.
+docs/keys.md.";
 
 const SHOW_EXAMPLES: &str = "\
 Examples:
@@ -48,6 +51,7 @@ Examples:
   CBA_PFX_PASSWORD=... cba cert show contoso-exo.pfx --output json
   cba cert show contoso-exo.pem
   CBA_PKCS11_PIN=... cba cert show --key 'pkcs11:token=cba;object=contoso-exo'
+  cba cert show --key https://contoso-kv.vault.azure.net/certificates/contoso-exo --output json
 
 Exits 3 when the certificate cannot work as an Entra credential (expired, not RSA, key mismatch, ...).";
 

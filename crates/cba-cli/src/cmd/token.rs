@@ -32,6 +32,7 @@ Examples:
   pbpaste | cba token --decode -            # decode any JWT from stdin
   cba token --print-assertion               # the signed client assertion, not sent anywhere
   CBA_PKCS11_PIN=... cba token --key 'pkcs11:token=cba;object=contoso-exo' -v
+  cba token --key https://contoso-kv.vault.azure.net/certificates/contoso-exo -v
 
 Credentials come from the flags, else AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_CERTIFICATE_PATH (PFX or
 PEM), AZURE_CLIENT_CERTIFICATE_PASSWORD (or CBA_PFX_PASSWORD), AZURE_AUTHORITY_HOST and
