@@ -689,6 +689,9 @@ pub struct StatusRequest {
     pub concurrency: usize,
     /// Only these tenants (ids or domains); all when `None`.
     pub tenants: Option<Vec<String>>,
+    /// A tenant that has not answered within this long (wall time, retries included) is reported
+    /// unconfirmed, so one tenant's outage cannot hold up the matrix for the whole retry deadline.
+    pub tenant_timeout: Duration,
 }
 
 /// One tenant's links (a row of the `cba fleet status` matrix, docs/cli-json.md). `None`: not confirmed (an
@@ -768,7 +771,18 @@ pub async fn status(
     let mut checks = futures::stream::iter(tenants.iter().enumerate())
         .map(|(i, t)| {
             let http = http.clone();
-            async move { (i, check_tenant(services, &http, app_id, &request.credential, t).await) }
+            async move {
+                let check = check_tenant(services, &http, app_id, &request.credential, t);
+                match tokio::time::timeout(request.tenant_timeout, check).await {
+                    Ok(row) => (i, row),
+                    Err(_) => {
+                        let mut row = empty_row(t);
+                        row.detail = format!("no answer within {} s", request.tenant_timeout.as_secs());
+                        row.elapsed_ms = millis(request.tenant_timeout);
+                        (i, row)
+                    }
+                }
+            }
         })
         .buffer_unordered(request.concurrency.max(1));
     while let Some((i, row)) = checks.next().await {
@@ -832,15 +846,9 @@ fn exo_client(
         })
 }
 
-async fn check_tenant(
-    services: &Services,
-    http: &cba_token::reqwest::Client,
-    app_id: &str,
-    credential: &Credential,
-    tenant: &CustomerTenant,
-) -> TenantHealth {
-    let started = services.now();
-    let mut row = TenantHealth {
+/// A row with nothing confirmed yet.
+fn empty_row(tenant: &CustomerTenant) -> TenantHealth {
+    TenantHealth {
         tenant_id: tenant.tenant_id.clone(),
         tenant_domain: tenant.tenant_domain.clone(),
         state: tenant.state,
@@ -853,7 +861,18 @@ async fn check_tenant(
         detail: String::new(),
         requests: 0,
         elapsed_ms: 0,
-    };
+    }
+}
+
+async fn check_tenant(
+    services: &Services,
+    http: &cba_token::reqwest::Client,
+    app_id: &str,
+    credential: &Credential,
+    tenant: &CustomerTenant,
+) -> TenantHealth {
+    let started = services.now();
+    let mut row = empty_row(tenant);
     let finish = |mut row: TenantHealth| {
         row.healthy = [row.consent, row.grant, row.role, row.token, row.exchange].iter().all(|c| *c == Some(true));
         row.elapsed_ms = millis(services.since(started));

@@ -25,15 +25,17 @@ use crate::settings::{self, AdminArgs, EndpointArgs, Urls};
 
 const EXAMPLES: &str = "\
 Examples:
-  cba setup --multi-tenant --tenant provider.onmicrosoft.com --name msp-exo   # once, in your tenant
-  CBA_GRAPH_TOKEN=<customer admin's Graph token> \\
-      cba fleet add --profile msp-exo.profile.json --tenant customer.onmicrosoft.com
-  cba fleet add --profile msp-exo.profile.json --tenant customer.onmicrosoft.com --wait   # consent URL
+  cba setup --multi-tenant --tenant provider.onmicrosoft.com --name msp-exo
+  CBA_GRAPH_TOKEN=<customer admin's Graph token> cba fleet add \\
+      --profile msp-exo.profile.json --tenant customer.onmicrosoft.com
+  cba fleet add --profile msp-exo.profile.json \\
+      --tenant customer.onmicrosoft.com --wait        # the admin-consent URL
   cba fleet status --profile msp-exo.profile.json --output csv
-  cba exo invoke Get-OrganizationConfig --fleet msp-exo.fleet.json --all --output jsonl
+  cba exo invoke Get-OrganizationConfig --fleet msp-exo.fleet.json --all
 
-The fleet file is NAME.fleet.json beside the home profile (or --fleet FILE): 0600, locked while written, so
-several `cba fleet add` for different tenants may run at once. docs/fleet.md has the walkthrough.";
+The fleet file is NAME.fleet.json beside the home profile (or --fleet FILE):
+0600, locked while written, so several `cba fleet add` for different tenants
+may run at once. docs/fleet.md has the walkthrough.";
 
 /// `cba fleet` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -62,6 +64,10 @@ pub struct HomeArgs {
 
 /// `cba fleet add` flags.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+With --admin (or CBA_GRAPH_TOKEN set): the customer admin's sign-in, confirmed to act in --tenant
+before anything is written. Without either: no sign-in; the admin-consent URL for that tenant is
+printed (and with --wait, cba waits until the consent shows up). Safe to rerun.")]
 pub struct AddArgs {
     #[command(flatten)]
     pub home: HomeArgs,
@@ -93,6 +99,9 @@ pub struct StatusArgs {
     /// Tenants checked at once.
     #[arg(long, value_name = "N", default_value_t = fleet::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
+    /// A tenant that has not answered within this long is reported unconfirmed (retries included).
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = settings::parse_duration)]
+    pub tenant_timeout: Duration,
 }
 
 /// `cba fleet remove` flags.
@@ -295,6 +304,7 @@ fn status(args: StatusArgs, global: &Global) -> anyhow::Result<()> {
         credential,
         concurrency: args.concurrency.max(1),
         tenants: (!args.tenants.is_empty()).then(|| args.tenants.clone()),
+        tenant_timeout: args.tenant_timeout,
     };
     let format = global.output;
     let stdout = io::stdout();

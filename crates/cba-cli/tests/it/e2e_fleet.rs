@@ -144,3 +144,36 @@ async fn e2e_fleet_onboard_status_fan_out_rotate_remove() {
     assert_eq!(t.sim.state().await.tenant(&third).unwrap().custom_service_principals().count(), 0);
     assert_eq!(fleet_json(&t)["tenants"].as_array().unwrap().len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_fleet_status_does_not_wait_on_a_tenant_that_never_answers() {
+    let t = Tenant::start(SimTenant::builder().tenant_name("provider").customer_tenants(2)).await;
+    assert_code(&t.setup(&["--multi-tenant"]), 0);
+    for i in [1, 2] {
+        assert_code(&super::run(&mut add(&t, i, true, &[]), None), 0);
+    }
+    let down = t.sim.tenants()[2].id.clone();
+    t.sim.set_tenant_fault(&down, TenantFault::fail([Service::Login], u64::MAX));
+    let started = std::time::Instant::now();
+    let o = t.run(&[
+        "fleet",
+        "status",
+        "--profile",
+        t.profile().to_str().unwrap(),
+        "--tenant-timeout",
+        "2s",
+        "--output",
+        "jsonl",
+    ]);
+    assert_code(&o, 7);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(stderr(&o).contains("1 of 2 tenants healthy"), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let row = rows.iter().find(|r| r["tenant_id"] == down.as_str()).expect("a row for the tenant that is down");
+    assert_eq!(row["token"], serde_json::Value::Null, "unconfirmed, not ok: {row}");
+    assert!(row["detail"].as_str().unwrap().contains("no answer within 2 s"), "{row}");
+    // The last check is recorded in the fleet file.
+    let fleet = fleet_json(&t);
+    let entry = fleet["tenants"].as_array().unwrap().iter().find(|e| e["tenant_id"] == down.as_str()).unwrap().clone();
+    assert_eq!(entry["last_check"]["healthy"], false, "{entry:#}");
+}

@@ -225,7 +225,12 @@ async fn status_matrix_catches_a_removed_role_in_one_tenant() {
     onboard(&tenant, &home, &store, &[1, 2, 3]).await;
     let fleet = store.get().unwrap();
     let services = tenant.services(Arc::new(Recorder::default()));
-    let status_request = fleet::StatusRequest { credential: shared_identity().into(), concurrency: 2, tenants: None };
+    let status_request = fleet::StatusRequest {
+        credential: shared_identity().into(),
+        concurrency: 2,
+        tenants: None,
+        tenant_timeout: Duration::from_secs(60),
+    };
     let healthy = fleet::status(&services, &fleet, &status_request, |_| {}).await.unwrap();
     assert_eq!((healthy.healthy, healthy.total), (3, 3), "{healthy:#?}");
 
@@ -344,4 +349,60 @@ async fn a_new_certificate_is_proven_in_every_tenant_and_remove_takes_the_app_ou
             .unwrap_err();
     assert!(matches!(err, Error::NotInFleet { .. }), "{err:?}");
     assert_eq!(tenant.state().await.tenant(&customer(&tenant, 2)).unwrap().custom_service_principals().count(), 1);
+}
+
+#[tokio::test]
+async fn add_killed_at_every_step_converges_on_rerun_with_no_duplicates() {
+    // How many kill points a whole run has.
+    let steps = {
+        let tenant = provider(1).await;
+        let home = home(&tenant).await;
+        let recorder = Arc::new(Recorder::default());
+        let services = tenant.services(recorder.clone());
+        let name = customer(&tenant, 1);
+        fleet::add(
+            &services,
+            &MemoryFleetStore::new(),
+            &home,
+            "home",
+            Some(&admin_of(&tenant, &name)),
+            &add_request(&name),
+        )
+        .await
+        .expect("add");
+        recorder.steps()
+    };
+    assert!(steps >= 6, "{steps} progress steps");
+    for kill_at in 1..=steps {
+        let tenant = Arc::new(provider(1).await);
+        let home = home(&tenant).await;
+        let store = Arc::new(MemoryFleetStore::new());
+        let name = customer(&tenant, 1);
+        let run = {
+            let (tenant, store, home, name) = (tenant.clone(), store.clone(), home.clone(), name.clone());
+            tokio::spawn(async move {
+                let services = tenant.services(Arc::new(Recorder::killer(kill_at)));
+                let admin = admin_of(&tenant, &name);
+                fleet::add(&services, store.as_ref(), &home, "home", Some(&admin), &add_request(&name)).await.map(drop)
+            })
+        };
+        assert!(run.await.is_err(), "killed at step {kill_at}");
+        let services = tenant.services(Arc::new(Recorder::default()));
+        let report =
+            fleet::add(&services, store.as_ref(), &home, "home", Some(&admin_of(&tenant, &name)), &add_request(&name))
+                .await
+                .unwrap_or_else(|e| panic!("rerun after a kill at step {kill_at}: {e:?}"));
+        assert_eq!(report.state, OnboardingState::Onboarded);
+        let state = tenant.state().await;
+        let t = state.tenant(&name).unwrap();
+        assert_eq!(t.custom_service_principals().count(), 1, "kill at {kill_at}");
+        assert_eq!(t.app_role_assignments.len(), 1, "kill at {kill_at}");
+        assert_eq!(t.role_assignments.len(), 1, "kill at {kill_at}");
+        let fleet = store.get().unwrap();
+        assert_eq!(fleet.tenants.len(), 1, "kill at {kill_at}: {fleet:#?}");
+        assert_eq!(
+            fleet.tenants[0].service_principal_id.as_deref(),
+            Some(report.service_principal_id.as_deref().unwrap())
+        );
+    }
 }
