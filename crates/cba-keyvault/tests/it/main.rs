@@ -245,3 +245,37 @@ async fn an_identity_endpoint_error_reaches_the_caller_structured() {
     let err = vault.get_certificate("x", None).await.unwrap_err();
     assert!(matches!(err, Error::Identity { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn managed_identity_vm_form_asks_the_metadata_endpoint_with_metadata_true() {
+    use wiremock::matchers::{header, method, path, query_param};
+    // A stand-in for 169.254.169.254 (tests never call the real address).
+    let imds = wiremock::MockServer::start().await;
+    let expires = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+    wiremock::Mock::given(method("GET"))
+        .and(path("/metadata/identity/oauth2/token"))
+        .and(header("Metadata", "true"))
+        .and(query_param("api-version", "2018-02-01"))
+        .and(query_param("resource", "https://vault.azure.net"))
+        .and(query_param("client_id", "0f0e0d0c-user-assigned"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "access_token": "vm-token",
+            "expires_on": expires,
+            "resource": "https://vault.azure.net",
+            "token_type": "Bearer"
+        })))
+        .mount(&imds)
+        .await;
+    let endpoint = format!("{}/metadata/identity/oauth2/token", imds.uri());
+    let identity = ManagedIdentity::imds(&endpoint, "https://vault.azure.net", HttpConfig::new().platform_roots(false))
+        .unwrap()
+        .client_id("0f0e0d0c-user-assigned")
+        .retry_policy(RetryPolicy::fast());
+    // Cached until five minutes before `expires_on` (a number here): one request for three tokens.
+    for _ in 0..3 {
+        assert_eq!(identity.token().await.unwrap(), "vm-token");
+    }
+    assert_eq!(imds.received_requests().await.unwrap().len(), 1);
+    let (token, at) = identity.fetch().await.unwrap();
+    assert_eq!((token.as_str(), at.unix_timestamp()), ("vm-token", expires));
+}
