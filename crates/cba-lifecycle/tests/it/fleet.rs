@@ -406,3 +406,44 @@ async fn add_killed_at_every_step_converges_on_rerun_with_no_duplicates() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_write_is_sent_once_per_tenant_even_where_it_fails_after_running() {
+    let sim = SimTenant::builder()
+        .tenant_name("provider")
+        .customer_tenants(3)
+        .replication_delay(LAG)
+        .exchange_fail_after_execute(1)
+        .start()
+        .await;
+    let tenant = Tenant { sim: Arc::new(sim) };
+    let home = home(&tenant).await;
+    let store = MemoryFleetStore::new();
+    onboard(&tenant, &home, &store, &[1, 2, 3]).await;
+    let fleet = store.get().unwrap();
+    let before = tenant.sim.requests().await.len();
+    let mut params = cba_exo::Parameters::new();
+    params.insert("Identity", "admin");
+    params.insert("CustomAttribute1", "fleet");
+    let run = FanOut { cmdlet: "Set-Mailbox".into(), params, page_size: 100, concurrency: 3, observer: None };
+    let services = tenant.services(Arc::new(Recorder::default()));
+    let mut events = fleet::fan_out(&services, &home.app_id, &shared_identity().into(), &fleet.tenants, &run).unwrap();
+    use futures::StreamExt as _;
+    let (mut done, mut unknown) = (0, 0);
+    while let Some(event) = events.next().await {
+        match event {
+            FanOutEvent::Done { .. } => done += 1,
+            FanOutEvent::Failed { error, .. } => match *error {
+                Error::Exchange { source, .. } if source.is_outcome_unknown() => unknown += 1,
+                other => panic!("{other:?}"),
+            },
+            _ => {}
+        }
+    }
+    assert_eq!((done, unknown), (2, 1), "one tenant's write ran and was answered 500: reported, not resent");
+    let sent = tenant.sim.requests().await[before..]
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.contains("/InvokeCommand"))
+        .count();
+    assert_eq!(sent, 3, "one Set-Mailbox per tenant");
+}
