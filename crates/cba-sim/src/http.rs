@@ -1,15 +1,13 @@
 //! Small HTTP helpers: the reply type every handler returns, path and query decoding.
 
-use std::time::Duration;
-
 use serde_json::Value;
-use wiremock::{Request, ResponseTemplate};
+use wiremock::Request;
 
 pub(crate) const GRAPH_JSON: &str =
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 pub(crate) const PLAIN_JSON: &str = "application/json; charset=utf-8";
 
-/// What a handler answers; turned into a wiremock template at the end (so the status is known for the log).
+/// What a handler answers; turned into the HTTP answer at the end (so the status is known for the log).
 #[derive(Debug, Clone)]
 pub(crate) struct Reply {
     pub(crate) status: u16,
@@ -36,18 +34,27 @@ impl Reply {
         self
     }
 
-    pub(crate) fn into_template(self, latency: Duration) -> ResponseTemplate {
-        let mut template = ResponseTemplate::new(self.status);
+    /// The hyper answer (serve.rs).
+    pub(crate) fn into_response(self) -> hyper::Response<http_body_util::Full<hyper::body::Bytes>> {
+        use hyper::body::Bytes;
+        let mut builder = hyper::Response::builder().status(self.status);
         for (name, value) in &self.headers {
-            template = template.insert_header(name.as_str(), value.as_str());
+            builder = builder.header(name.as_str(), value.as_str());
         }
-        if let Some((bytes, mime)) = self.body {
-            template = template.set_body_raw(bytes, mime);
-        }
-        if !latency.is_zero() {
-            template = template.set_delay(latency);
-        }
-        template
+        let body = match self.body {
+            Some((bytes, mime)) => {
+                builder = builder.header("content-type", mime);
+                Bytes::from(bytes)
+            }
+            None => Bytes::new(),
+        };
+        // Header names and values are the handlers' own literals and ids: a bad one is a sim bug, answered 500.
+        builder.body(http_body_util::Full::new(body)).unwrap_or_else(|_| {
+            let mut response =
+                hyper::Response::new(http_body_util::Full::new(Bytes::from_static(b"cba-sim: an invalid header")));
+            *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        })
     }
 }
 

@@ -15,6 +15,7 @@ mod inspect;
 mod jwt;
 mod keyvault;
 mod login;
+mod serve;
 mod server;
 mod sim;
 mod state;

@@ -1,9 +1,10 @@
-//! The one wiremock responder behind every route: log, inject faults, dispatch by path to login, Graph or
-//! Exchange, and answer anything else with a Graph-shaped error (never wiremock's bare 404).
+//! The one responder behind every route (serve.rs calls it): log, inject faults, dispatch by path to login,
+//! Graph or Exchange, and answer anything else with a Graph-shaped error (never a bare 404).
 
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
-use wiremock::{Request, Respond, ResponseTemplate};
+use wiremock::Request;
 
 use crate::clock::Clock;
 use crate::config::{Knobs, Service};
@@ -36,9 +37,6 @@ impl Shared {
     }
 }
 
-#[derive(Debug)]
-pub(crate) struct Responder(pub(crate) std::sync::Arc<Shared>);
-
 /// Which simulated service a path belongs to (`None`: no service has it).
 pub(crate) fn classify(segments: &[String]) -> Option<Service> {
     match segments.first().map(String::as_str) {
@@ -56,39 +54,38 @@ pub(crate) fn classify(segments: &[String]) -> Option<Service> {
     }
 }
 
-impl Respond for Responder {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let shared = &*self.0;
-        let segments = http::segments(request);
-        if segments.first().map(String::as_str) == Some("_sim") {
-            return inspect::handle(shared, request, &segments).into_template(std::time::Duration::ZERO);
-        }
-        if crate::keyvault::owns(&segments) {
-            let reply = crate::keyvault::handle(shared, request, &segments);
-            record(&mut shared.lock(), request, None, &reply);
-            return reply.into_template(shared.knobs.latency);
-        }
-        let service = classify(&segments);
-        let mut state = shared.lock();
-        if !shared.knobs.delete_replication_delay.is_zero() {
-            // Without the knob deletes take effect at once: nothing to purge (and 1,000 tenants to walk).
-            state.purge_deleted(shared.clock.now_ms());
-        }
-        let fault = service.and_then(|s| {
-            faults::check(shared, &mut state, s, request)
-                .or_else(|| tenant_faults::check(shared, &mut state, s, request, &segments))
-        });
-        let reply = match (fault, service) {
-            (Some(reply), _) => reply,
-            (None, Some(Service::Login)) => login::handle(shared, &mut state, request, &segments),
-            (None, Some(Service::Graph)) => graph::handle(shared, &mut state, request, &segments),
-            (None, Some(Service::Exchange)) => exchange::handle(shared, &mut state, request, &segments),
-            (None, None) => catch_all(shared, request, &segments),
-        };
-        record(&mut state, request, service, &reply);
-        drop(state);
-        reply.into_template(shared.knobs.latency)
+/// Answer one request (under the state lock), and how long to delay the answer (the latency knob, slept by
+/// the caller outside every lock: serve.rs).
+pub(crate) fn answer(shared: &Shared, request: &Request) -> (Reply, Duration) {
+    let segments = http::segments(request);
+    if segments.first().map(String::as_str) == Some("_sim") {
+        return (inspect::handle(shared, request, &segments), Duration::ZERO);
     }
+    if crate::keyvault::owns(&segments) {
+        let reply = crate::keyvault::handle(shared, request, &segments);
+        record(&mut shared.lock(), request, None, &reply);
+        return (reply, shared.knobs.latency);
+    }
+    let service = classify(&segments);
+    let mut state = shared.lock();
+    if !shared.knobs.delete_replication_delay.is_zero() {
+        // Without the knob deletes take effect at once: nothing to purge (and 1,000 tenants to walk).
+        state.purge_deleted(shared.clock.now_ms());
+    }
+    let fault = service.and_then(|s| {
+        faults::check(shared, &mut state, s, request)
+            .or_else(|| tenant_faults::check(shared, &mut state, s, request, &segments))
+    });
+    let reply = match (fault, service) {
+        (Some(reply), _) => reply,
+        (None, Some(Service::Login)) => login::handle(shared, &mut state, request, &segments),
+        (None, Some(Service::Graph)) => graph::handle(shared, &mut state, request, &segments),
+        (None, Some(Service::Exchange)) => exchange::handle(shared, &mut state, request, &segments),
+        (None, None) => catch_all(shared, request, &segments),
+    };
+    record(&mut state, request, service, &reply);
+    drop(state);
+    (reply, shared.knobs.latency)
 }
 
 fn catch_all(shared: &Shared, request: &Request, segments: &[String]) -> Reply {
@@ -102,11 +99,11 @@ fn catch_all(shared: &Shared, request: &Request, segments: &[String]) -> Reply {
 fn record(state: &mut State, request: &Request, service: Option<Service>, reply: &Reply) {
     state.requests_total += 1;
     if state.requests.len() >= REQUEST_LOG_LIMIT {
-        state.requests.remove(0);
+        state.requests.pop_front();
     }
     let path = match request.url.query() {
         Some(query) => format!("{}?{query}", request.url.path()),
         None => request.url.path().to_string(),
     };
-    state.requests.push(RequestRecord { method: request.method.to_string(), path, status: reply.status, service });
+    state.requests.push_back(RequestRecord { method: request.method.to_string(), path, status: reply.status, service });
 }

@@ -7,13 +7,12 @@ use std::time::Duration;
 use cba_cert::Certificate;
 use serde::Serialize;
 use serde_json::Map;
-use wiremock::matchers::any;
-use wiremock::{Mock, MockServer};
 
 use crate::clock::Clock;
 use crate::config::{DuplicateRoleAssignment, Knobs, Service};
 use crate::inspect::{self, RequestRecord, StateSnapshot};
-use crate::server::{Responder, Shared};
+use crate::serve::Server;
+use crate::server::Shared;
 use crate::state::{
     AppRoleAssignment, Application, DeviceCodeStatus, FailAfterCommit, KeyCred, RoleAssignment, ServicePrincipal,
     State, Tenant,
@@ -366,8 +365,8 @@ impl SimTenantBuilder {
             .map_err(|source| SimError::Bind { port: self.port, source })?;
         // The signing key is made once per process (~100 ms of RSA key generation): off the async threads.
         let _ = tokio::task::spawn_blocking(crate::jwt::signing_key).await;
-        let server = MockServer::builder().listener(listener).disable_request_recording().start().await;
-        let base_url = server.uri().trim_end_matches('/').to_string();
+        let bind_error = |source| SimError::Bind { port: self.port, source };
+        let base_url = format!("http://{}", listener.local_addr().map_err(bind_error)?);
         let clock = Clock::new(self.clock_offset);
         let mut state = State::default();
         if self.knobs.fail_after_commit > 0 {
@@ -393,7 +392,7 @@ impl SimTenantBuilder {
             base_url,
             vault: Mutex::new(crate::keyvault::Vault::new()),
         });
-        Mock::given(any()).respond_with(Responder(shared.clone())).mount(&server).await;
+        let server = Server::start(listener, shared.clone()).map_err(bind_error)?;
         Ok(SimTenant { server, shared, tenants })
     }
 }
@@ -457,7 +456,7 @@ impl std::fmt::Debug for ConnectionInfo {
 
 /// A running simulated tenant (or several). Dropping it stops the server.
 pub struct SimTenant {
-    server: MockServer,
+    server: Server,
     pub(crate) shared: Arc<Shared>,
     tenants: Vec<TenantInfo>,
 }
@@ -494,7 +493,7 @@ impl SimTenant {
 
     /// The address the server listens on (always loopback).
     pub fn address(&self) -> SocketAddr {
-        *self.server.address()
+        self.server.address()
     }
 
     /// Primary tenant id.
@@ -830,7 +829,7 @@ impl SimTenant {
 
     /// The request log (same as `GET {graph_url}/_sim/requests`).
     pub async fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.lock().requests.clone()
+        self.shared.lock().requests.iter().cloned().collect()
     }
 
     /// The sim's current time (system clock plus offset).

@@ -16,7 +16,8 @@ pub(crate) struct State {
     pub(crate) used_jtis: HashMap<String, i64>,
     pub(crate) device_codes: Vec<DeviceCode>,
     pub(crate) refresh_tokens: HashMap<String, RefreshGrant>,
-    pub(crate) requests: Vec<crate::RequestRecord>,
+    /// The request log, oldest first (a ring: a full log drops its oldest entry in O(1)).
+    pub(crate) requests: std::collections::VecDeque<crate::RequestRecord>,
     /// Requests seen so far by the targeted services (drives the fault schedules).
     pub(crate) fault_counter: u64,
     /// What Exchange write cmdlets changed (Set-Mailbox), and the Exchange write fault still to fire.

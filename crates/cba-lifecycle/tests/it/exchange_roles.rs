@@ -471,3 +471,38 @@ async fn another_group_on_a_rerun_leaves_the_old_one_and_a_changed_scope_is_refu
     let write = app.collect_all("Set-Mailbox", &p(json!({"Identity": sales, "CustomAttribute1": "x"}))).await;
     assert!(matches!(write, Err(cba_exo::Error::NotAllowed { .. })), "{write:?}");
 }
+
+#[tokio::test]
+async fn a_provisioning_app_runs_the_exchange_steps_with_its_own_token() {
+    let tenant = start(|b| b).await;
+    let provisioner = cba_cert::generate(&cba_cert::NewCertificate::new("provisioner")).unwrap();
+    let seeded = tenant.sim.seed_app("provisioner", &[provisioner.certificate.der()]).await;
+    tenant.sim.seed_grant_manage_as_app(&seeded).await;
+    let credential = ExchangeAdminCredential::Certificate {
+        identity: Box::new(provisioner.clone()),
+        client_id: seeded.app_id.clone(),
+    };
+    let mut req = exchange_request(&tenant, ExchangeRoles::Group(VIEW_ONLY.into()));
+    req.exchange.as_mut().unwrap().admin = credential.clone();
+
+    // Without an Exchange role it may not run the RBAC cmdlets: refused, naming the cmdlet and who ran it.
+    let e = set_up(&tenant, &MemoryStore::new(), &req).await.unwrap_err();
+    match &e {
+        Error::Exchange { doing, source } => {
+            assert!(source.is_permission(), "{source:?}");
+            assert!(doing.contains(&seeded.app_id), "{doing}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Exchange Administrator (Organization Management, so Role Management): it does.
+    tenant.sim.seed_role_assignment(&seeded, cba_graph::wellknown::EXCHANGE_ADMINISTRATOR.template_id).await;
+    tenant.sim.advance_clock(Duration::from_secs(3600));
+    let report = set_up(&tenant, &MemoryStore::new(), &req).await.expect("setup by the provisioning app");
+    assert_eq!(report.exchange.unwrap().role_group, VIEW_ONLY);
+    let state = tenant.state().await;
+    let t = state.primary();
+    assert_eq!(t.exchange_service_principals.len(), 1, "only the new app's: {:#?}", t.exchange_service_principals);
+    assert_eq!(t.role_assignments.len(), 1, "only the provisioner's Entra role");
+    let group = t.role_groups.iter().find(|g| g.name == VIEW_ONLY).unwrap();
+    assert_eq!(group.members.len(), 1, "{group:#?}");
+}

@@ -362,3 +362,46 @@ where
     }
     out
 }
+
+/// The seeding shortcut of benchmarks and process tests: consent, grant and role in every customer tenant at
+/// once, reused on a rerun; the request counter sees every answered request (the log keeps only 10,000).
+#[tokio::test]
+async fn seed_fleet_onboards_every_customer_tenant_at_once() {
+    let sim = SimTenant::builder()
+        .tenant_name("provider")
+        .customer_tenants(3)
+        .replication_delay(Duration::from_secs(30))
+        .start()
+        .await;
+    let home = sim.seed_app_in(sim.tenant_id(), "msp", &[der(cert(0))], true).await;
+    let body = json!({"app_id": home.app_id, "role_template_id": EXCHANGE_ADMIN});
+    let (status, seeded) = sim_post(&sim, "seed-fleet", &body).await;
+    assert_eq!(status, 200, "{seeded}");
+    let seeded = seeded.as_array().unwrap().clone();
+    assert_eq!(seeded.len(), 3, "the provider is not a customer");
+    for (entry, info) in seeded.iter().zip(sim.tenants().iter().skip(1)) {
+        assert_eq!(entry["tenant_id"], info.id);
+        assert_eq!(entry["tenant_domain"], info.domain);
+        let (status, body) = customer_token(&sim, &info.id, &home.app_id, EXO_SCOPE).await;
+        assert_eq!(status, 200, "replicated at once: {body}");
+        let token = claims(body["access_token"].as_str().unwrap());
+        assert_eq!(token["oid"], entry["service_principal_id"]);
+        assert_eq!(token["roles"], json!(["Exchange.ManageAsApp"]));
+        assert_eq!(token["wids"], json!([EXCHANGE_ADMIN]));
+    }
+    let (_, again) = sim_post(&sim, "seed-fleet", &body).await;
+    assert_eq!(again.as_array().unwrap(), &seeded, "a rerun reuses what exists");
+    let state = sim.state().await;
+    assert_eq!(state.tenant("customer0002").unwrap().role_assignments.len(), 1);
+
+    let (status, error) = sim_post(&sim, "seed-fleet", &json!({"app_id": UNKNOWN_APP})).await;
+    assert_eq!(status, 404, "{error}");
+    let count = || async {
+        let (_, body) =
+            json_of(client().get(format!("{}/_sim/request-count", sim.graph_url())).send().await.unwrap()).await;
+        body["total"].as_u64().unwrap()
+    };
+    let before = count().await;
+    admin(&sim).get("/organization").await;
+    assert_eq!(count().await, before + 1, "inspection routes are not counted, Graph is");
+}
