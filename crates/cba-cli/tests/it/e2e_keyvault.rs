@@ -82,6 +82,10 @@ async fn e2e_keyvault_setup_then_token_status_exo_and_teardown() {
     let t = Tenant::start(cba_sim::SimTenant::builder()).await;
     let url = key_url(&t);
     let setup = ["setup", "--tenant", t.sim.tenant_domain(), "--name", APP, "--key", &url, "--wait", "60s"];
+    // A dry run makes nothing in the vault (nor asks it anything).
+    assert_code(&cba(&t, &[&setup[..], &["--dry-run"]].concat()), 0);
+    assert!(t.sim.keyvault_certificates().is_empty());
+    assert!(t.sim.requests().await.iter().all(|r| !r.path.starts_with("/keyvault/")), "the vault was not asked");
     let o = cba(&t, &[&setup[..], &["--output", "json"]].concat());
     assert_code(&o, 0);
     let doc = json(&o);
