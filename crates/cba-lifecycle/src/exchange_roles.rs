@@ -604,6 +604,82 @@ pub(crate) async fn apply(
     Ok(report)
 }
 
+/// What setup would make in Exchange (a dry run: reads only). `created` lists what would be made, `unchanged`
+/// what exists; an existing group named by the request must exist, and a `cba-<app>` group must hold the roles
+/// and scope asked, as for a real run.
+pub(crate) async fn plan(
+    exo: &Exo,
+    app_id: Option<&str>,
+    app_name: &str,
+    roles: &ExchangeRoles,
+) -> Result<ExchangeReport, Error> {
+    let mut report = ExchangeReport::default();
+    let mut note = |name: &str, exists: bool| {
+        if exists { report.unchanged.push(name.into()) } else { report.created.push(name.into()) }
+    };
+    let sp = match app_id {
+        Some(id) => exo.find("Get-ServicePrincipal", params(&[("Identity", id.into())])).await?,
+        None => None,
+    };
+    note("service_principal", sp.is_some());
+    let (name, group) = match roles {
+        ExchangeRoles::Group(name) => {
+            let group = exo.find("Get-RoleGroup", params(&[("Identity", name.as_str().into())])).await?;
+            if group.is_none() {
+                return Err(Error::ExchangeObject {
+                    object: format!("Exchange role group {name:?}"),
+                    problem: "it does not exist: name an existing group (Get-RoleGroup lists them), or let cba \
+                              create one with the roles you need"
+                        .into(),
+                });
+            }
+            (name.clone(), group)
+        }
+        ExchangeRoles::Custom { roles, write_scope } => {
+            let name = role_group_name(app_name);
+            let group = exo.find("Get-RoleGroup", params(&[("Identity", name.as_str().into())])).await?;
+            if let Some(g) = &group {
+                check_group_scope(exo, &name, write_scope.as_ref().map(|_| name.as_str())).await?;
+                check_group_roles(&name, g, roles)?;
+            }
+            if let Some(filter) = write_scope {
+                let scope = scope_filter(exo, &name).await?;
+                if let Some(found) = &scope
+                    && !same_filter(found, filter)
+                {
+                    return Err(Error::ExchangeObject {
+                        object: format!("management scope {name:?}"),
+                        problem: format!("its filter is {found:?}, not {filter:?}"),
+                    });
+                }
+                note("management_scope", scope.is_some());
+                report.scope = Some(name.clone());
+                report.write_scope = Some(filter.clone());
+            }
+            note("role_group", group.is_some());
+            report.role_group_created = group.is_none();
+            (name, group)
+        }
+    };
+    let member = match (&sp, &group) {
+        (Some(sp), Some(_)) => {
+            let app = App { app_id: app_id.unwrap_or_default(), sp_object_id: &text(sp, "ObjectId"), name: app_name };
+            is_member(exo, &name, &app).await?
+        }
+        _ => false,
+    };
+    note("membership", member);
+    report.service_principal = sp.map(|s| text(&s, "ObjectId")).unwrap_or_default();
+    report.roles = match (&group, roles) {
+        (Some(g), _) => strings(g, "Roles"),
+        (None, ExchangeRoles::Custom { roles, .. }) => roles.clone(),
+        (None, ExchangeRoles::Group(_)) => Vec::new(),
+    };
+    report.role_group = name;
+    report.requests = exo.requests();
+    Ok(report)
+}
+
 /// Leave the previously recorded group: the membership, and the group and scope when `cba` made them.
 async fn leave(exo: &Exo, app: &App<'_>, recorded: &ExchangeProfile) -> Result<Vec<String>, Error> {
     let mut removed = Vec::new();

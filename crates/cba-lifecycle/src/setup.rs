@@ -241,12 +241,12 @@ pub async fn setup(
         profile.tenant_domain = Some(domain.to_ascii_lowercase());
     }
     // The Exchange sign-in right after Graph's (one prompt each, one after the other), before any write.
-    let exchange_admin = match (&request.exchange, request.dry_run) {
-        (Some(exchange), false) => {
+    let exchange_admin = match &request.exchange {
+        Some(exchange) => {
             progress.stage("2/5 administrator sign-in (Exchange Online, for the role group)");
             Some(exchange_roles::admin_client(services, &exchange.admin, &profile.tenant_id, request.wait).await?)
         }
-        _ => None,
+        None => None,
     };
     let mut graph_request = provision::SetupRequest::new(&request.name, key_credential(certificate), &thumbprint);
     graph_request.roles = request.roles.clone();
@@ -260,9 +260,18 @@ pub async fn setup(
     if request.dry_run {
         progress.stage("3/5 looking up what exists (GET only)");
         let plan = provision::plan(&graph, &graph_request).await.map_err(Error::graph_in("setup (dry run)"))?;
+        let exchange_plan = match (&request.exchange, &exchange_admin) {
+            (Some(exchange), Some(exo)) => {
+                let app_id = plan.application.as_ref().map(|a| a.app_id.as_str());
+                Some(exchange_roles::plan(exo, app_id, &request.name, &exchange.roles).await?)
+            }
+            _ => None,
+        };
+        let exchange_changes = exchange_plan.as_ref().is_some_and(|x| !x.created.is_empty());
+        let exchange_requests = exchange_plan.as_ref().map_or(0, |x| x.requests);
         return Ok(SetupReport {
             dry_run: true,
-            changed: !plan.to_create.is_empty(),
+            changed: !plan.to_create.is_empty() || exchange_changes,
             tenant_id: profile.tenant_id.clone(),
             tenant_domain: profile.tenant_domain.clone(),
             app_name: request.name.clone(),
@@ -287,10 +296,10 @@ pub async fn setup(
             token_roles: None,
             token_wids: None,
             profile: None,
-            requests: plan.requests + confirm_requests,
-            round_trip_depth: plan.round_trip_depth + confirm_depth,
+            requests: plan.requests + confirm_requests + exchange_requests,
+            round_trip_depth: plan.round_trip_depth + confirm_depth + exchange_requests,
             elapsed_ms: millis(services.since(started)),
-            exchange: None,
+            exchange: exchange_plan,
         });
     }
 

@@ -555,6 +555,12 @@ pub fn text(d: &Document) -> String {
     if r.dry_run {
         fields.push(("would create", if r.created.is_empty() { "nothing".into() } else { r.created.join(", ") }));
         fields.push(("exists", if r.unchanged.is_empty() { "nothing".into() } else { r.unchanged.join(", ") }));
+        if let Some(x) = &r.exchange {
+            let list = |v: &[String]| if v.is_empty() { "nothing".to_string() } else { v.join(", ") };
+            fields.push(("exchange group", format!("{} [{}]", x.role_group, x.roles.join(", "))));
+            fields.push(("exchange: would create", list(&x.created)));
+            fields.push(("exchange: exists", list(&x.unchanged)));
+        }
     } else {
         fields.push((
             "created",

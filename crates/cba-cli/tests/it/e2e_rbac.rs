@@ -213,3 +213,17 @@ async fn e2e_rbac_refusals_and_knobs() {
     assert!(json(&o)["exchange"]["rbac_wait_ms"].as_u64().unwrap() >= 3000, "{}", stdout(&o));
     assert!(stderr(&o).contains("RBAC propagation"), "{}", stderr(&o));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_rbac_dry_run_lists_the_exchange_steps() {
+    let t = Tenant::start(SimTenant::builder()).await;
+    let before = t.sim.state().await;
+    let o = setup(&t, &["--exchange-roles", ROLES, "--write-scope", SALES, "--dry-run"]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("exchange: would create  service_principal, management_scope, role_group, membership"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(t.sim.state().await, before);
+}

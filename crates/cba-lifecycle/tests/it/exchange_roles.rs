@@ -506,3 +506,32 @@ async fn a_provisioning_app_runs_the_exchange_steps_with_its_own_token() {
     let group = t.role_groups.iter().find(|g| g.name == VIEW_ONLY).unwrap();
     assert_eq!(group.members.len(), 1, "{group:#?}");
 }
+
+#[tokio::test]
+async fn a_dry_run_plans_the_exchange_steps_and_writes_nothing() {
+    let tenant = start(|b| b).await;
+    let before = tenant.state().await;
+    let mut req = exchange_request(&tenant, custom(&["Mail Recipients", "View-Only Recipients"], Some(SALES)));
+    req.dry_run = true;
+    let store = MemoryStore::new();
+    let report = set_up(&tenant, &store, &req).await.expect("dry run");
+    let x = report.exchange.expect("the Exchange plan");
+    assert_eq!(x.created, ["service_principal", "management_scope", "role_group", "membership"]);
+    assert!(report.changed);
+    assert_eq!(tenant.state().await, before, "nothing written");
+    assert!(store.load().unwrap().is_none());
+
+    req.dry_run = false;
+    set_up(&tenant, &store, &req).await.expect("setup");
+    req.dry_run = true;
+    let report = set_up(&tenant, &store, &req).await.expect("dry run after setup");
+    let x = report.exchange.unwrap();
+    assert!(x.created.is_empty(), "{:?}", x.created);
+    assert_eq!(x.unchanged, ["service_principal", "management_scope", "role_group", "membership"]);
+
+    // A group that does not exist is refused by the plan as by a real run.
+    let mut missing = exchange_request(&tenant, ExchangeRoles::Group("No Such Group".into()));
+    missing.dry_run = true;
+    let e = set_up(&tenant, &MemoryStore::new(), &missing).await.unwrap_err();
+    assert!(matches!(e, Error::ExchangeObject { .. }), "{e:?}");
+}
