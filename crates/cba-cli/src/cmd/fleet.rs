@@ -26,7 +26,7 @@ use crate::settings::{self, AdminArgs, EndpointArgs, Urls};
 const EXAMPLES: &str = "\
 Examples:
   cba setup --multi-tenant --tenant provider.onmicrosoft.com --name msp-exo
-  CBA_GRAPH_TOKEN=<customer admin's Graph token> cba fleet add \\
+  CBA_GRAPH_TOKEN=<customer_admin_token> cba fleet add \\
       --profile msp-exo.profile.json --tenant customer.onmicrosoft.com
   cba fleet add --profile msp-exo.profile.json \\
       --tenant customer.onmicrosoft.com --wait        # the admin-consent URL
