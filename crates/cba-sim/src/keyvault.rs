@@ -44,6 +44,7 @@ pub(crate) struct VaultKnobs {
     pub(crate) throttle_burst: u64,
     pub(crate) fail_5xx_burst: u64,
     pub(crate) fail_after_create: u64,
+    pub(crate) wrong_signatures: bool,
 }
 
 /// Everything the vault holds.
@@ -138,6 +139,13 @@ impl SimTenantBuilder {
     /// Answer the first `n` vault requests 503 (default 0).
     pub fn keyvault_fail_5xx_burst(mut self, n: u64) -> Self {
         self.knobs.keyvault.fail_5xx_burst = n;
+        self
+    }
+
+    /// Sign a digest other than the one sent (a vault answering with a signature that does not verify; default
+    /// false): a client must check each signature before it uses it.
+    pub fn keyvault_wrong_signatures(mut self, wrong: bool) -> Self {
+        self.knobs.keyvault.wrong_signatures = wrong;
         self
     }
 
@@ -281,7 +289,7 @@ pub(crate) fn handle(shared: &Shared, request: &Request, segments: &[String]) ->
         ("GET", ["certificates", name]) => get(&vault, &base, name, None),
         ("GET", ["certificates", name, version]) => get(&vault, &base, name, Some(version)),
         ("PATCH", ["certificates", name, version]) => update(&mut vault, &base, name, version, request),
-        ("POST", ["keys", name, version, "sign"]) => sign(&mut vault, &base, name, version, request),
+        ("POST", ["keys", name, version, "sign"]) => sign(shared, &mut vault, &base, name, version, request),
         _ => error(
             if ["GET", "POST", "PATCH"].contains(&method) { 404 } else { 405 },
             "NotFound",
@@ -550,7 +558,7 @@ fn update(vault: &mut Vault, base: &str, name: &str, version: &str, request: &Re
     json_reply(200, &certificate_json(base, name, v))
 }
 
-fn sign(vault: &mut Vault, base: &str, name: &str, version: &str, request: &Request) -> Reply {
+fn sign(shared: &Shared, vault: &mut Vault, base: &str, name: &str, version: &str, request: &Request) -> Reply {
     let Some(v) = find(vault, name, Some(version)) else {
         return error(
             404,
@@ -590,6 +598,10 @@ fn sign(vault: &mut Vault, base: &str, name: &str, version: &str, request: &Requ
             "BadParameter",
             &format!("Invalid length of 'value': {}. {alg} expects a SHA-256 digest of 32 bytes.", digest.len()),
         );
+    }
+    let mut digest = digest;
+    if shared.knobs.keyvault.wrong_signatures {
+        digest[0] ^= 0xff;
     }
     let signature = (|| {
         let pair = aws_lc_rs::rsa::KeyPair::from_der(v.key.rsa_pkcs1_der()).ok()?;

@@ -279,3 +279,16 @@ async fn managed_identity_vm_form_asks_the_metadata_endpoint_with_metadata_true(
     let (token, at) = identity.fetch().await.unwrap();
     assert_eq!((token.as_str(), at.unix_timestamp()), ("vm-token", expires));
 }
+
+#[tokio::test]
+async fn a_signature_that_does_not_verify_is_refused() {
+    let sim = SimTenant::builder().keyvault_wrong_signatures(true).start().await;
+    let vault = client(&sim);
+    let made = vault.create_certificate("exo", &CertificatePolicy::new("CN=exo")).await.unwrap();
+    let signer = VaultSigner::new(&vault, made).unwrap();
+    let err = signer.sign(SignAlg::Ps256, b"header.payload").unwrap_err();
+    assert!(matches!(err, cba_cert::Error::Signer(_)), "{err:?}");
+    let source = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+    assert!(source.contains("does not verify with the certificate's public key"), "{source}");
+    assert_eq!(sim.keyvault_sign_count(), 1, "the vault did sign; the client refused the answer");
+}
