@@ -1195,6 +1195,18 @@ pub async fn teardown(exo: &Exo, app_id: &str, recorded: &ExchangeProfile) -> Re
     Ok(out)
 }
 
+/// The Exchange service principal of app `app_id` (its memberships go with it), for a teardown that has no
+/// recorded role group (no profile, or one from before): a group `cba` may have made is not known, so it stays.
+pub async fn remove_service_principal(
+    services: &Services,
+    admin: &ExchangeAdminCredential,
+    tenant: &str,
+    app_id: &str,
+) -> Result<ExchangeTeardown, Error> {
+    let exo = admin_client(services, admin, tenant, Duration::from_secs(300)).await?;
+    teardown(&exo, app_id, &ExchangeProfile::default()).await
+}
+
 /// Run a Remove-: `true` removed, `false` already gone (404 or one of `gone`). An unknown outcome is settled
 /// by running it again: a second remove of a removed object answers 404.
 async fn remove(exo: &Exo, cmdlet: &str, params: Parameters, gone: &[&str]) -> Result<bool, Error> {

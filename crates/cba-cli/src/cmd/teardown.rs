@@ -107,9 +107,13 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         ))?;
     }
     let admin = args.admin.resolve(|k| std::env::var(k).ok())?;
-    let exchange_admin = match profile.and_then(|p| p.exchange.as_ref()) {
-        Some(_) => Some(args.exchange_admin.resolve(Some(&admin), |k| std::env::var(k).ok())?),
-        None => None,
+    // The profile's role group needs the Exchange sign-in; without one, --exchange-admin (or CBA_EXO_ADMIN_TOKEN)
+    // still removes the app's Exchange service principal.
+    let env = |k: &str| std::env::var(k).ok();
+    let exchange_admin = if profile.is_some_and(|p| p.exchange.is_some()) || args.exchange_admin.given(env) {
+        Some(args.exchange_admin.resolve(Some(&admin), env)?)
+    } else {
+        None
     };
     let (store, profile) = loaded.unzip();
     let settings = Settings {
@@ -153,6 +157,17 @@ pub async fn execute(s: &Settings) -> anyhow::Result<TeardownReport> {
     };
     let mut report =
         cba_lifecycle::teardown(&services, &s.admin, &s.request).await.map_err(connect::lifecycle_failure)?;
+    let recorded = s.profile.as_ref().is_some_and(|p| p.exchange.is_some());
+    let app_id =
+        report.app_id.clone().or_else(|| s.profile.as_ref().map(|p| p.app_id.clone())).filter(|a| !a.is_empty());
+    let exchange = match (exchange, &s.exchange_admin, app_id) {
+        (None, Some(admin), Some(app_id)) if !recorded => Some(
+            cba_lifecycle::exchange_roles::remove_service_principal(&services, admin, &s.request.tenant, &app_id)
+                .await
+                .map_err(connect::lifecycle_failure)?,
+        ),
+        (x, ..) => x,
+    };
     if let Some(x) = exchange {
         report.removed.splice(0..0, x.removed);
         report.already_gone.splice(0..0, x.already_gone);

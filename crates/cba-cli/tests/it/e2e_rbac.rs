@@ -227,3 +227,20 @@ async fn e2e_rbac_dry_run_lists_the_exchange_steps() {
     );
     assert_eq!(t.sim.state().await, before);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_rbac_teardown_without_a_profile_removes_the_exchange_service_principal_when_asked() {
+    let t = Tenant::start(SimTenant::builder()).await;
+    let o = setup(&t, &["--exchange-role-group", VIEW_ONLY]);
+    assert_code(&o, 0);
+    let tenant = t.sim.tenant_domain().to_string();
+    let o = as_admin(&t, &["teardown", "--tenant", &tenant, "--name", super::APP, "--yes", "--output", "json"]);
+    assert_code(&o, 0);
+    let removed = json(&o)["removed"].clone();
+    assert!(removed.as_array().unwrap().iter().any(|r| r == "exchange_service_principal"), "{removed}");
+    t.assert_empty().await;
+    let state = t.sim.state().await;
+    assert!(state.primary().exchange_service_principals.is_empty());
+    let group = state.primary().role_groups.iter().find(|g| g.name == VIEW_ONLY).unwrap();
+    assert!(group.members.is_empty(), "the membership went with the service principal: {group:#?}");
+}

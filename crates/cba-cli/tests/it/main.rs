@@ -34,6 +34,7 @@ pub fn cba() -> Command {
         "AZURE_CLIENT_CERTIFICATE_PATH",
         "AZURE_AUTHORITY_HOST",
         "CBA_GRAPH_TOKEN",
+        "CBA_EXO_ADMIN_TOKEN",
         "CBA_GRAPH_URL",
         "CBA_EXCHANGE_URL",
         "CBA_PROFILE",
