@@ -458,6 +458,14 @@ pub fn error(e: cba_keyvault::Error) -> anyhow::Error {
                  resource (CBA_KEYVAULT_TOKEN), or check the managed identity",
             ),
         ),
+        // Reading a certificate is not in every signing role (docs/keys.md): say which one reads.
+        E::Forbidden { action, .. } if action.starts_with("read") => (
+            Exit::Permission,
+            Some(
+                "the identity cannot read the vault's certificates: give it \"Key Vault Reader\" (or \"Key Vault \
+                 Certificates Officer\") besides \"Key Vault Crypto User\", which signs",
+            ),
+        ),
         E::Forbidden { .. } => (Exit::Permission, Some(cba_keyvault::ROLES_HINT)),
         E::NotFound { .. } => (
             Exit::BadInput,

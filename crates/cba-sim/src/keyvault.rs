@@ -264,7 +264,7 @@ pub(crate) fn handle(shared: &Shared, request: &Request, segments: &[String]) ->
         return error(429, "Throttled", "Request was not processed because too many requests were received.")
             .header("Retry-After", shared.knobs.retry_after_secs.to_string());
     }
-    if n <= knobs.throttle_burst + knobs.fail_5xx_burst {
+    if n <= knobs.throttle_burst.saturating_add(knobs.fail_5xx_burst) {
         return error(503, "ServiceUnavailable", "The service is temporarily unavailable.")
             .header("Retry-After", shared.knobs.retry_after_secs.to_string());
     }

@@ -369,3 +369,20 @@ fn e2e_keyvault_demo_runs_with_a_vault_key() {
     assert!(steps.contains(&"rotate") && steps.contains(&"teardown"), "{steps:?}");
     assert!(stderr(&o).contains("in the vault"), "{}", stderr(&o));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_keyvault_throttling_past_the_deadline_is_exit_6_and_reads_name_the_reader_role() {
+    let builder =
+        cba_sim::SimTenant::builder().keyvault_throttle_burst(u64::MAX).retry_after(std::time::Duration::ZERO);
+    let t = Tenant::start(builder).await;
+    let o = cba(&t, &["cert", "show", "--key", &key_url(&t)]);
+    assert_code(&o, 6);
+    assert!(stderr(&o).contains("429"), "{}", stderr(&o));
+    let vault_requests = t.sim.requests().await.iter().filter(|r| r.path.starts_with("/keyvault/")).count();
+    assert!(vault_requests > 1, "retried before giving up: {vault_requests}");
+
+    let t = Tenant::start(cba_sim::SimTenant::builder().keyvault_forbidden(true)).await;
+    let o = cba(&t, &["cert", "show", "--key", &key_url(&t)]);
+    assert_code(&o, 5);
+    assert!(stderr(&o).contains("Key Vault Reader"), "{}", stderr(&o));
+}
