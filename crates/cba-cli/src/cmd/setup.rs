@@ -36,8 +36,6 @@ Examples:
       --key 'pkcs11:token=cba;object=contoso-exo'        # key made in a PKCS#11 token
   cba setup --tenant contoso.onmicrosoft.com --name contoso-exo \\
       --key https://contoso-kv.vault.azure.net/certificates/contoso-exo   # in Azure Key Vault
-  cba setup --tenant contoso.onmicrosoft.com --name contoso-exo \\
-      --key https://contoso-kv.vault.azure.net/certificates/contoso-exo   # key made in Azure Key Vault
   # least privilege: an Exchange role group instead of an Entra role (docs/least-privilege.md)
   cba setup --tenant contoso.onmicrosoft.com --name contoso-exo \\
       --exchange-role-group 'View-Only Organization Management'
