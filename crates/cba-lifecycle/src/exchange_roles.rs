@@ -357,10 +357,20 @@ fn delegated_token(token: &str, exchange_root: &str, now: time::OffsetDateTime) 
     }
     let token = AccessToken::opaque(bare, "Bearer", "");
     let Ok(decoded) = token.decode() else { return Ok(token) };
-    if let Some(exp) = decoded.expires_at()
-        && exp - now < time::Duration::minutes(5)
-    {
-        return Err(invalid(format!("it expires at {} (or has): get a new one", cba_token::jwt::rfc3339(exp))));
+    if let Some(exp) = decoded.expires_at() {
+        let doing = "the administrator's Exchange token (CBA_EXO_ADMIN_TOKEN) cannot be used";
+        let needed = Duration::from_secs(300);
+        if exp <= now {
+            return Err(Error::Token {
+                doing: doing.into(),
+                source: cba_token::Error::TokenExpired { expired_at: exp },
+            });
+        }
+        let left: Duration = (exp - now).try_into().unwrap_or(Duration::ZERO);
+        if left < needed {
+            let source = cba_token::Error::TokenExpiresSoon { expires_at: exp, left, needed };
+            return Err(Error::Token { doing: doing.into(), source });
+        }
     }
     match decoded.claim_str("aud") {
         Some(aud)
@@ -1377,6 +1387,36 @@ mod tests {
         let now = time::OffsetDateTime::now_utc();
         assert!(delegated_token("opaque-token", "https://outlook.office365.com", now).is_ok());
         assert!(delegated_token("has space", "https://outlook.office365.com", now).is_err());
+        let jwt = |claims: &str| {
+            use std::io::Write as _;
+            let b64 = |s: &str| {
+                let mut out = Vec::new();
+                // base64url without padding, by hand: the test needs no extra dependency.
+                const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+                for chunk in s.as_bytes().chunks(3) {
+                    let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+                    for i in 0..=chunk.len() {
+                        out.write_all(&[A[((n >> (18 - 6 * i)) & 63) as usize]]).unwrap();
+                    }
+                }
+                String::from_utf8(out).unwrap()
+            };
+            format!("{}.{}.c2ln", b64(r#"{"alg":"RS256","typ":"JWT"}"#), b64(claims))
+        };
+        let root = "https://outlook.office365.com";
+        let at = |secs: i64| now.unix_timestamp() + secs;
+        let fresh = jwt(&format!(r#"{{"aud":"{root}","exp":{},"upn":"admin@contoso.com"}}"#, at(3600)));
+        let token = delegated_token(&fresh, root, now).expect("a fresh Exchange token");
+        assert_eq!(upn_of(&token).as_deref(), Some("admin@contoso.com"));
+        let expired = jwt(&format!(r#"{{"aud":"{root}","exp":{}}}"#, at(-60)));
+        let e = delegated_token(&expired, root, now).unwrap_err();
+        assert!(matches!(e, Error::Token { source: cba_token::Error::TokenExpired { .. }, .. }), "{e:?}");
+        let soon = jwt(&format!(r#"{{"aud":"{root}","exp":{}}}"#, at(60)));
+        let e = delegated_token(&soon, root, now).unwrap_err();
+        assert!(matches!(e, Error::Token { source: cba_token::Error::TokenExpiresSoon { .. }, .. }), "{e:?}");
+        let graph = jwt(&format!(r#"{{"aud":"https://graph.microsoft.com","exp":{}}}"#, at(3600)));
+        let e = delegated_token(&graph, root, now).unwrap_err();
+        assert!(matches!(e, Error::Invalid { .. }) && e.to_string().contains("not Exchange Online"), "{e}");
         let debug = format!("{:?}", ExchangeAdminCredential::Token(zeroize::Zeroizing::new("secret".into())));
         assert!(!debug.contains("secret"));
     }
