@@ -10,7 +10,7 @@ Examples:
   cba sim serve                                   # prints one JSON line, serves until Ctrl-C
   cba sim serve --port 8080 --replication-delay-ms 2000 --throttle-every 10
   cba sim serve --tenant contoso --add-tenant fabrikam --mailboxes 10000
-  cba sim serve --dehydrated --exchange-rbac-delay 5m # Exchange RBAC: customization needed, membership lags
+  cba sim serve --dehydrated --exchange-rbac-delay 5m # Exchange RBAC knobs
   cba sim serve --tenants 1000 --latency-ms 50        # a provider and 1,000 customer tenants
 
 The JSON line holds login_url, graph_url, exchange_url (one loopback root standing for
