@@ -107,6 +107,10 @@ pub struct Document {
     #[serde(flatten)]
     pub report: RotateReport,
     pub next_steps: Option<NextSteps>,
+    /// After a rotation of a key PowerShell cannot read (a token or vault key): the `-AccessToken` line instead
+    /// of `next_steps`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub powershell_access_token: Option<String>,
 }
 
 pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
@@ -126,8 +130,16 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
     };
     let ui = Ui { style: global.style, all_waits: false };
     let report = crate::runtime()?.block_on(execute(&store, &urls, admin.as_ref(), &args.password, &request, ui))?;
-    let next_steps = if report.rotated { Some(setup::next_steps(&store.read()?, &urls)) } else { None };
-    output::print_document(global.output, &Document { report, next_steps }, text)
+    let (mut next_steps, mut powershell_access_token) = (None, None);
+    if report.rotated {
+        let profile = store.read()?;
+        if profile.certificate.key.is_some() {
+            powershell_access_token = Some(setup::access_token_line(&profile, &store.path, &urls));
+        } else {
+            next_steps = Some(setup::next_steps(&profile, &urls));
+        }
+    }
+    output::print_document(global.output, &Document { report, next_steps, powershell_access_token }, text)
 }
 
 /// Rotate with cba-lifecycle, the certificates kept as files beside the current one.
@@ -660,6 +672,14 @@ pub fn text(d: &Document) -> String {
     let mut out = String::new();
     for (k, v) in fields {
         out.push_str(&format!("{k:<16} {v}\n"));
+    }
+    if let Some(line) = &d.powershell_access_token {
+        out.push_str(
+            "\nThe key stays where it is; Exchange Online PowerShell cannot use it, so connect with a token from \
+             cba (module 3.1+)\n  ",
+        );
+        out.push_str(line);
+        out.push('\n');
     }
     if let Some(n) = &d.next_steps {
         out.push_str("\nScripts naming the path need no change. Exchange Online PowerShell:\n  ");

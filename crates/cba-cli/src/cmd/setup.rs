@@ -434,7 +434,7 @@ pub async fn execute(s: &Settings) -> anyhow::Result<Document> {
 
 /// `Connect-ExchangeOnline -AccessToken (cba token --profile P) -Organization …`: what PowerShell can do with
 /// a key it cannot read (module 3.1+).
-fn access_token_line(profile: &Profile, profile_path: &Path, urls: &Urls) -> String {
+pub fn access_token_line(profile: &Profile, profile_path: &Path, urls: &Urls) -> String {
     let organization = powershell::organization(profile.tenant_domain.as_deref())
         .unwrap_or_else(|| powershell::placeholder_organization(urls.cloud).to_string());
     let path = std::path::absolute(profile_path).unwrap_or_else(|_| profile_path.to_path_buf());

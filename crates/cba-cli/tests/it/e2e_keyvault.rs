@@ -268,6 +268,8 @@ async fn e2e_keyvault_rotate_makes_the_next_version_and_disables_the_old_one_aft
     assert_code(&o, 0);
     assert_eq!(json(&o)["rotated"], true, "{}", stdout(&o));
     assert_eq!(json(&o)["old_removed"], false);
+    assert!(json(&o)["next_steps"].is_null(), "no PFX instructions for a vault key: {}", stdout(&o));
+    assert!(json(&o)["powershell_access_token"].as_str().is_some_and(|l| l.contains("-AccessToken (cba token")));
     let second = cer_thumbprint(&cer_path);
     assert_ne!(second, first);
     let mut both = vec![first.clone(), second.clone()];

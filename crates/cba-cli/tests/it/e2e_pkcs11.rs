@@ -331,6 +331,13 @@ async fn e2e_pkcs11_rotate_makes_the_next_key_in_the_token_and_deletes_the_old_o
     let doc = json(&o);
     assert_eq!(doc["rotated"], true, "{doc}");
     assert_eq!(doc["old_removed"], true, "{doc}");
+    assert!(doc["next_steps"].is_null(), "no PFX instructions for a token key: {doc}");
+    assert!(
+        doc["powershell_access_token"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("Connect-ExchangeOnline -AccessToken (cba token")),
+        "{doc}"
+    );
     let second = cer_thumbprint(&cer_path);
     assert_ne!(second, first, "the stable .cer holds the new certificate");
     assert_eq!(second, leftover, "the key the interrupted run made, found by its label");
