@@ -559,7 +559,12 @@ async fn add_by_consent(
         entry.consent_url = Some(url.clone());
         save_entry(services, store, home_ref, &mut entry)?;
     }
-    progress.stage(format!("the customer's administrator consents to {} in tenant {}:", home.app_name, entry.label()));
+    progress.stage(format!(
+        "a Global Administrator of tenant {} opens this link, signs in, reviews {:?} asking for \
+         Exchange.ManageAsApp, and accepts:",
+        entry.label(),
+        home.app_name
+    ));
     progress.detail(url.clone());
 
     let mut report = AddReport {
@@ -892,9 +897,9 @@ async fn check_tenant(
             row.token = Some(false);
             if not_consented(&e) {
                 row.consent = Some(false);
-                row.detail = format!("no consent: the app has no service principal in this tenant ({})", chain_of(&e));
+                row.detail = format!("no consent: the app has no service principal in this tenant ({})", codes(&e));
             } else {
-                row.detail = format!("token refused: {}", chain_of(&e));
+                row.detail = format!("token refused: {}", one_line(&chain_of(&e)));
             }
             return finish(row);
         }
@@ -930,11 +935,11 @@ async fn check_tenant(
                         row.role = Some(false);
                         row.detail = format!(
                             "no role: the token carries no `wids` and Exchange refused the app ({})",
-                            chain_of(&e)
+                            one_line(&chain_of(&e))
                         );
                     }
                     if row.detail.is_empty() {
-                        row.detail = format!("Exchange: {}", chain_of(&e));
+                        row.detail = format!("Exchange: {}", one_line(&chain_of(&e)));
                     }
                 }
             }
@@ -942,6 +947,16 @@ async fn check_tenant(
         Err(e) => row.detail = e.to_string(),
     }
     finish(row)
+}
+
+/// `AADSTS700016, AADSTS7000229`.
+fn codes(e: &cba_token::Error) -> String {
+    e.aadsts().iter().map(|c| format!("AADSTS{c}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The first line of a message (a row of the matrix stays one line; the rest is in `-v` logs).
+fn one_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_string()
 }
 
 fn chain_of(e: &(dyn std::error::Error + 'static)) -> String {

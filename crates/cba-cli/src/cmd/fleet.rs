@@ -239,16 +239,6 @@ fn add(args: AddArgs, global: &Global) -> anyhow::Result<()> {
             .await
             .map_err(connect::lifecycle_failure)
     })?;
-    if let Some(url) = &report.consent_url
-        && global.output == OutputFormat::Text
-    {
-        output::info(format!(
-            "Send this link to a Global Administrator of tenant {}; they sign in, review \"{}\" asking for \
-             Exchange.ManageAsApp, and accept:",
-            report.tenant_id, home.profile.app_name
-        ));
-        output::info(format!("  {url}"));
-    }
     output::print_document(global.output, &report, add_text)
 }
 
