@@ -304,7 +304,11 @@ pub async fn setup(
     }
 
     // 3–7. Graph.
-    progress.stage("3/5 app registration, certificate, service principal, Exchange.ManageAsApp grant, role");
+    progress.stage(if request.roles.is_empty() {
+        "3/5 app registration, certificate, service principal, Exchange.ManageAsApp grant"
+    } else {
+        "3/5 app registration, certificate, service principal, Exchange.ManageAsApp grant, role"
+    });
     let mut requests = confirm_requests;
     let mut depth = confirm_depth;
     if profile.incomplete && !profile.app_object_id.is_empty() {
