@@ -206,8 +206,10 @@ pub struct InvokeArgs {
     pub page_size: u32,
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// Run in the customer tenants of this fleet file (`cba fleet add`), rows tagged with a `tenant` field.
-    #[arg(long, value_name = "FILE")]
+    /// Run in the customer tenants of this fleet file (`cba fleet add`), rows tagged with a `tenant` field;
+    /// the app and certificate are the home profile's (the fleet file names it, or --profile).
+    #[arg(long, value_name = "FILE",
+          conflicts_with_all = ["tenant", "client_id", "cert", "organization", "access_token_env"])]
     pub fleet: Option<PathBuf>,
     /// With --fleet: only these tenants (ids or domains, comma-separated).
     #[arg(long, value_name = "A,B", value_delimiter = ',', requires = "fleet", conflicts_with = "all")]
@@ -490,6 +492,7 @@ fn invoke(args: InvokeArgs, global: &Global) -> anyhow::Result<()> {
             select,
             page_size,
             password: args.connection.app.password.clone(),
+            profile: args.connection.app.profile.clone(),
         };
         return crate::cmd::fleet::invoke(run, global);
     }

@@ -164,6 +164,23 @@ impl Home {
                 app_id: profile.app_id.clone(),
             }));
         }
+        if let Some(fleet) = file.read()?
+            && !fleet.home.app_id.eq_ignore_ascii_case(&profile.app_id)
+        {
+            return Err(fail(
+                Exit::BadInput,
+                format!(
+                    "{} is the fleet of app {:?} ({}), but the profile {} names app {:?} ({}): pass the matching \
+                     --profile, or another --fleet",
+                    file.path.display(),
+                    fleet.home.app_name,
+                    fleet.home.app_id,
+                    profile_path.display(),
+                    profile.app_name,
+                    profile.app_id
+                ),
+            ));
+        }
         let urls = Urls::resolve(&EndpointArgs::default(), Some(&profile), |k| std::env::var(k).ok())?;
         Ok(Home { profile, profile_path, file, urls })
     }
@@ -446,6 +463,8 @@ pub struct FleetInvoke {
     pub select: Vec<String>,
     pub page_size: u32,
     pub password: PasswordArgs,
+    /// The home profile, when given (else the one the fleet file names).
+    pub profile: Option<PathBuf>,
 }
 
 /// Run the cmdlet in the selected tenants; every row tagged with a `tenant` field (column), streamed as it
@@ -454,8 +473,11 @@ pub fn invoke(run: FleetInvoke, global: &Global) -> anyhow::Result<()> {
     if run.tenants.is_empty() && !run.all {
         return Err(fail(Exit::Usage, "--fleet needs --tenants A,B or --all"));
     }
-    let home =
-        Home::resolve(&HomeArgs { profile: None, fleet: Some(run.fleet.clone()), password: run.password.clone() })?;
+    let home = Home::resolve(&HomeArgs {
+        profile: run.profile.clone(),
+        fleet: Some(run.fleet.clone()),
+        password: run.password.clone(),
+    })?;
     let fleet: Fleet = home.file.require()?;
     let tenants: Vec<CustomerTenant> =
         fleet.select((!run.all).then_some(run.tenants.as_slice())).map_err(connect::lifecycle_failure)?;

@@ -143,6 +143,22 @@ async fn e2e_fleet_onboard_status_fan_out_rotate_remove() {
     assert_eq!(json(&o)["removed"], true);
     assert_eq!(t.sim.state().await.tenant(&third).unwrap().custom_service_principals().count(), 0);
     assert_eq!(fleet_json(&t)["tenants"].as_array().unwrap().len(), 3);
+
+    // The fleet of one app with another app's profile: refused before any request.
+    let other = ["setup", "--multi-tenant", "--tenant", t.sim.tenant_domain(), "--name", "other", "--no-password"];
+    assert_code(&t.run(&other), 0);
+    let o = t.run(&[
+        "exo",
+        "invoke",
+        "Get-OrganizationConfig",
+        "--fleet",
+        fleet_arg,
+        "--all",
+        "--profile",
+        "other.profile.json",
+    ]);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("is the fleet of app"), "{}", stderr(&o));
 }
 
 #[tokio::test(flavor = "multi_thread")]
