@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 use wiremock::Request;
 
+use crate::exchange::EXCHANGE_POWERSHELL_CLIENT_ID;
 use crate::http::{self, Reply};
 use crate::ids;
 use crate::jwt::{self, AccessClaims, ParsedJwt};
@@ -787,7 +788,20 @@ fn device_code(shared: &Shared, state: &mut State, request: &Request, tenant: &s
     if !known {
         return Err(not_found_in_directory(&client_id, &state.tenants[tenant_index]));
     }
-    let scopes = graph_scopes(&scope)?;
+    // The Exchange Online PowerShell sign-in (docs/wire-formats.md §10): one resource per request, as Entra
+    // wants, and only `.default` for Exchange.
+    let exchange = exchange_scope(&scope)?;
+    if exchange && !client_id.eq_ignore_ascii_case(EXCHANGE_POWERSHELL_CLIENT_ID) {
+        return Err(fail(
+            "invalid_request",
+            65002,
+            format!(
+                "Consent between first party application '{client_id}' and first party resource '{}' must be configured via preauthorization - applications owned and operated by Microsoft must get approval from the API owner before requesting tokens for that API.",
+                wellknown::EXCHANGE_APP_ID
+            ),
+        ));
+    }
+    let scopes = if exchange { Vec::new() } else { graph_scopes(&scope)? };
     let explicit_graph = scope.split_whitespace().any(|s| !OIDC_SCOPES.contains(&s) && !s.ends_with("/.default"));
     if client_id.eq_ignore_ascii_case(AZURE_CLI_CLIENT_ID) && explicit_graph {
         return Err(fail(
@@ -803,6 +817,9 @@ fn device_code(shared: &Shared, state: &mut State, request: &Request, tenant: &s
     let mut full_scopes: Vec<String> =
         scope.split_whitespace().filter(|s| OIDC_SCOPES.contains(s)).map(str::to_string).collect();
     full_scopes.extend(scopes.iter().map(|s| format!("{GRAPH_RESOURCE}/{s}")));
+    if exchange {
+        full_scopes.push(format!("{}/.default", wellknown::EXCHANGE_RESOURCE));
+    }
     let code = DeviceCode {
         device_code: format!("DAQABIQEAAAD{}", ids::opaque()),
         user_code: ids::user_code(),
@@ -901,7 +918,56 @@ fn device_code_grant(
     code.status = DeviceCodeStatus::Redeemed;
     let requested = code.scopes.join(" ");
     let client_id = code.client_id.clone();
+    if exchange_scope(&requested).unwrap_or(false) {
+        return Ok(exchange_delegated_reply(shared, &state.tenants[tenant_index], &requested));
+    }
     Ok(delegated_reply(shared, state, tenant_index, &client_id, &requested))
+}
+
+/// Whether `scope` asks for Exchange (`https://outlook.office365.com/.default`, or the Exchange app id's).
+/// Exchange beside another resource is refused (AADSTS28000), and Exchange scopes other than `.default` are
+/// not simulated (70011).
+fn exchange_scope(scope: &str) -> Result<bool, Aadsts> {
+    let resources: Vec<(&str, &str)> =
+        scope.split_whitespace().filter(|s| !OIDC_SCOPES.contains(s)).filter_map(|s| s.rsplit_once('/')).collect();
+    let exchange = resources.iter().filter(|(r, _)| wellknown::resource_for(r) == Some(wellknown::EXCHANGE_RESOURCE));
+    let Some((_, name)) = exchange.clone().next() else {
+        return Ok(false);
+    };
+    let others = scope.split_whitespace().filter(|s| !OIDC_SCOPES.contains(s)).count() - exchange.count();
+    if others > 0 {
+        return Err(fail(
+            "invalid_scope",
+            28000,
+            "Provided value for the input parameter scope is not valid because it contains more than one resource. Scope https://outlook.office365.com/.default is not valid.",
+        ));
+    }
+    if *name != ".default" {
+        return Err(fail(
+            "invalid_scope",
+            70011,
+            format!(
+                "The provided value for the input parameter 'scope' is not valid. The scope '{scope}' is not valid (cba-sim simulates only https://outlook.office365.com/.default for Exchange)."
+            ),
+        ));
+    }
+    Ok(true)
+}
+
+/// The answer to an Exchange device-code sign-in: the admin's delegated Exchange token (no refresh token:
+/// the Exchange sign-in is one-shot in cba).
+fn exchange_delegated_reply(shared: &Shared, tenant: &Tenant, scope: &str) -> Reply {
+    let lifetime = shared.knobs.token_lifetime_secs;
+    Reply::json(
+        200,
+        &json!({
+            "token_type": "Bearer",
+            "scope": scope.split_whitespace().filter(|s| !OIDC_SCOPES.contains(s)).collect::<Vec<_>>().join(" "),
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": crate::exchange::admin_token(shared, tenant),
+        }),
+    )
 }
 
 fn delegated_reply(shared: &Shared, state: &mut State, tenant_index: usize, client_id: &str, scope: &str) -> Reply {

@@ -37,7 +37,7 @@ const SERVER: &str = "SA1PR01A001DC01.NAMPR01A001.PROD.OUTLOOK.COM";
 /// The system mailbox app-only requests are anchored to: `X-AnchorMailbox: APP:<this>@{tenant}`.
 const APP_ANCHOR_MAILBOX: &str = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}";
 /// The public client `Connect-ExchangeOnline` signs admins in with (wire-formats §10).
-const EXCHANGE_POWERSHELL_CLIENT_ID: &str = "fb78d390-0c51-40cd-8e17-fdbfab77341b";
+pub(crate) const EXCHANGE_POWERSHELL_CLIENT_ID: &str = "fb78d390-0c51-40cd-8e17-fdbfab77341b";
 /// The delegated scopes of an admin's Exchange token.
 const EXCHANGE_ADMIN_SCOPES: &str =
     "AdminApi.AccessAsUser.All FfoPowerShell.AccessAsUser.All RemotePowerShell.AccessAsUser.All";

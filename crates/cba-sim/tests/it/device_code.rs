@@ -172,3 +172,58 @@ async fn a_registered_app_must_allow_public_client_flows() {
     let (status, body) = poll(&sim, &public, &code(&started)).await;
     assert_eq!(status, 200, "{body}");
 }
+
+const EXCHANGE_POWERSHELL: &str = "fb78d390-0c51-40cd-8e17-fdbfab77341b";
+const EXCHANGE_DEFAULT: &str = "https://outlook.office365.com/.default";
+
+/// The Exchange Online PowerShell sign-in: the admin's delegated Exchange token, which InvokeCommand takes
+/// anchored to the admin's UPN (and Graph refuses).
+#[tokio::test]
+async fn the_exchange_powershell_client_signs_the_admin_in_to_exchange() {
+    let sim = SimTenant::builder().device_code_interval(Duration::ZERO).start().await;
+    let (status, started) = start_flow(&sim, EXCHANGE_POWERSHELL, EXCHANGE_DEFAULT).await;
+    assert_eq!(status, 200, "{started}");
+    let (status, body) = poll(&sim, EXCHANGE_POWERSHELL, &code(&started)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], EXCHANGE_DEFAULT);
+    let token = body["access_token"].as_str().unwrap().to_string();
+    let c = claims(&token);
+    assert_eq!(c["aud"], "https://outlook.office365.com");
+    assert_eq!(c["appid"], EXCHANGE_POWERSHELL);
+    assert_eq!(c["upn"], format!("admin@{}", sim.tenant_domain()));
+    assert!(c["scp"].as_str().is_some_and(|s| !s.is_empty()), "{c}");
+
+    let url = format!("{}/adminapi/beta/{}/InvokeCommand", sim.exchange_url(), sim.tenant_id());
+    let invoke = |token: String| {
+        client()
+            .post(url.clone())
+            .bearer_auth(token)
+            .header("X-AnchorMailbox", format!("UPN:admin@{}", sim.tenant_domain()))
+            .json(&serde_json::json!({"CmdletInput": {"CmdletName": "Get-RoleGroup", "Parameters": {}}}))
+            .send()
+    };
+    let (status, body) = json_of(invoke(token.clone()).await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["value"].as_array().is_some_and(|groups| groups.iter().any(|g| g["Name"] == "Organization Management"))
+    );
+    // A Graph token of the same admin is not an Exchange token.
+    let (status, _) = json_of(invoke(sim.admin_token()).await.unwrap()).await;
+    assert_eq!(status, 401);
+    // And the Exchange token is not a Graph one.
+    let graph = Graph { sim: &sim, token };
+    let (status, _) = graph.get("/applications").await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn exchange_scopes_are_one_resource_default_only_for_the_exchange_client() {
+    let sim = SimTenant::builder().start().await;
+    let (status, body) = start_flow(&sim, GRAPH_CLI, EXCHANGE_DEFAULT).await;
+    assert_aadsts(status, &body, 400, "invalid_request", 65002);
+    let mixed = format!("{EXCHANGE_DEFAULT} https://graph.microsoft.com/Application.ReadWrite.All");
+    let (status, body) = start_flow(&sim, EXCHANGE_POWERSHELL, &mixed).await;
+    assert_aadsts(status, &body, 400, "invalid_scope", 28000);
+    let (status, body) = start_flow(&sim, EXCHANGE_POWERSHELL, "https://outlook.office365.com/Exchange.Manage").await;
+    assert_aadsts(status, &body, 400, "invalid_scope", 70011);
+}
