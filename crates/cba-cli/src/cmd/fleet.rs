@@ -195,13 +195,13 @@ impl Home {
         }
     }
 
-    /// The home app's certificate (the PFX, or the key in a token).
+    /// The home app's certificate (the PFX, or the key in a token or a vault).
     pub fn credential(&self, password: &PasswordArgs) -> anyhow::Result<Credential> {
         let c = &self.profile.certificate;
         if let Some(uri) = &c.key {
-            let (key, _token) = crate::pkcs11::key_with_certificate(uri, None)?;
-            let certificate = key.certificate().expect("key_with_certificate checked").clone();
-            return Ok(Credential::with_signer(certificate, Arc::new(key)));
+            // A PKCS#11 token or a Key Vault: the key signs where it lives.
+            let key = crate::keyvault::open_key(uri, None)?;
+            return Ok(Credential::with_signer(key.certificate, key.signer));
         }
         let bytes = crate::fsutil::read(&c.path)?;
         Ok(cert::open(&c.path, &bytes, password)?.into())
