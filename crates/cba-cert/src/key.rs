@@ -13,6 +13,9 @@ pub struct PrivateKey {
     pkcs8: Zeroizing<Vec<u8>>,
     pkcs1: Zeroizing<Vec<u8>>,
     public: RsaPublicKey,
+    /// The key parsed and checked once (aws-lc frees it cleansed): signing does not parse it again, which
+    /// costs as much as the signature itself.
+    pair: std::sync::Arc<aws_lc_rs::rsa::KeyPair>,
 }
 
 const RSA_ENCRYPTION_OID: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01];
@@ -22,7 +25,12 @@ impl PrivateKey {
     pub fn from_pkcs8_der(der: &[u8]) -> Result<PrivateKey, Error> {
         let pkcs1 = pkcs8_inner(der)?;
         let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(der).map_err(|e| rejected(e, &pkcs1))?;
-        Ok(PrivateKey { public: public_of(&pair), pkcs8: Zeroizing::new(der.to_vec()), pkcs1: Zeroizing::new(pkcs1) })
+        Ok(PrivateKey {
+            public: public_of(&pair),
+            pkcs8: Zeroizing::new(der.to_vec()),
+            pkcs1: Zeroizing::new(pkcs1),
+            pair: std::sync::Arc::new(pair),
+        })
     }
 
     /// Read a PKCS#1 `RSAPrivateKey` (DER), as in `-----BEGIN RSA PRIVATE KEY-----`.
@@ -33,12 +41,18 @@ impl PrivateKey {
             public: public_of(&pair),
             pkcs8: Zeroizing::new(pkcs8.as_ref().to_vec()),
             pkcs1: Zeroizing::new(der.to_vec()),
+            pair: std::sync::Arc::new(pair),
         })
     }
 
     /// The PKCS#8 `PrivateKeyInfo` DER.
     pub fn pkcs8_der(&self) -> &[u8] {
         &self.pkcs8
+    }
+
+    /// The parsed key, for signing.
+    pub(crate) fn key_pair(&self) -> &aws_lc_rs::rsa::KeyPair {
+        &self.pair
     }
 
     /// The PKCS#1 `RSAPrivateKey` DER (what `jsonwebtoken::EncodingKey::from_rsa_der` takes).

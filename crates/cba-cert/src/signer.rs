@@ -67,8 +67,7 @@ impl KeySigner for PrivateKey {
     }
 
     fn sign(&self, alg: SignAlg, message: &[u8]) -> Result<Vec<u8>, Error> {
-        let pair = aws_lc_rs::rsa::KeyPair::from_der(self.rsa_pkcs1_der())
-            .map_err(|e| Error::Crypto(format!("the private key cannot sign: {e}")))?;
+        let pair = self.key_pair();
         let padding: &'static dyn aws_lc_rs::signature::RsaEncoding = match alg {
             SignAlg::Rs256 => &aws_lc_rs::signature::RSA_PKCS1_SHA256,
             SignAlg::Ps256 => &aws_lc_rs::signature::RSA_PSS_SHA256,
