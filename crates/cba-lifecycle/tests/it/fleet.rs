@@ -194,6 +194,15 @@ async fn a_wrong_tenant_admin_token_is_refused_before_any_write() {
     for t in [&first, &second] {
         assert_eq!(tenant.state().await.tenant(t).unwrap().custom_service_principals().count(), 0);
     }
+
+    // The provider's own tenant is not a customer tenant, whatever the credential.
+    let own = tenant.sim.tenant_domain().to_string();
+    let err =
+        fleet::add(&services, &store, &home, "home", Some(&tenant.admin()), &add_request(&own)).await.unwrap_err();
+    assert!(matches!(err, Error::Invalid { what: "tenant", .. }), "{err:?}");
+    let err = fleet::add(&services, &store, &home, "home", None, &add_request(&own)).await.unwrap_err();
+    assert!(matches!(err, Error::Invalid { what: "tenant", .. }), "{err:?}");
+    assert!(store.get().is_none_or(|f| f.tenants.is_empty()), "nothing recorded");
 }
 
 #[tokio::test]
