@@ -128,7 +128,8 @@ pub async fn sign_in(services: &Services, credential: &AdminCredential, tenant: 
             options.scopes.push(format!("{}/User.Read", graph_resource.trim_end_matches('/')));
             let progress = services.progress.clone();
             admin::device_code(&services.tokens, &options, |prompt| {
-                progress.event(&Event::Prompt(prompt.message.clone()));
+                // Named, as the Exchange sign-in's prompt is: a setup with a role group shows both.
+                progress.event(&Event::Prompt(format!("Microsoft Graph sign-in: {}", prompt.message)));
             })
             .await
             .map_err(Error::token_in("the administrator's device-code sign-in"))?
