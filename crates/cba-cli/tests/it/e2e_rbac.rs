@@ -244,3 +244,25 @@ async fn e2e_rbac_teardown_without_a_profile_removes_the_exchange_service_princi
     let group = state.primary().role_groups.iter().find(|g| g.name == VIEW_ONLY).unwrap();
     assert!(group.members.is_empty(), "the membership went with the service principal: {group:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_rbac_device_code_sign_ins_for_graph_then_exchange() {
+    let t = Tenant::start(
+        SimTenant::builder().device_code_delay(Duration::from_millis(200)).device_code_interval(Duration::from_secs(1)),
+    )
+    .await;
+    let mut args = t.setup_args(&["--admin", "device-code", "--exchange-role-group", VIEW_ONLY]);
+    args.extend(["--exchange-admin", "device-code"]);
+    let mut cmd = t.cmd(&args);
+    cmd.env_remove("CBA_GRAPH_TOKEN");
+    let o = run(&mut cmd, None);
+    assert_code(&o, 0);
+    let err = stderr(&o);
+    let graph = err.find("Microsoft Graph sign-in:").expect("the Graph prompt, named");
+    let exchange = err.find("Exchange Online sign-in").expect("the Exchange prompt, named");
+    assert!(graph < exchange, "Graph first: {err}");
+    let requests = t.sim.requests().await;
+    let prompts = requests.iter().filter(|r| r.path.ends_with("/oauth2/v2.0/devicecode")).count();
+    assert_eq!(prompts, 2, "one device code for each service");
+    assert_least_privilege(&t, VIEW_ONLY).await;
+}
