@@ -20,7 +20,7 @@ use cba_exo::{ExoClient, Parameters, RawPage};
 use cba_graph::provision::{self, Change, Event as GraphEvent, Step};
 use cba_graph::wellknown::{self, Role};
 use cba_http::{BoxError, RetryPolicy, Verdict};
-use cba_token::{AccessToken, CertificateTokenSource, Resource};
+use cba_token::{CertificateTokenSource, Resource};
 use futures::{Stream, StreamExt as _};
 use serde::{Deserialize, Serialize};
 
@@ -551,21 +551,20 @@ async fn add_by_consent(
         entry.roles = roles_of(&request.roles);
     }
     let url = consent_url(&services.endpoints.login, &entry.tenant_id, &home.app_id);
-    if matches!(
-        entry.state,
-        OnboardingState::Started | OnboardingState::AwaitingConsent | OnboardingState::RemovalRequested
-    ) {
+    // A tenant that consented before: one token request says whether it still has (unless a wait is asked).
+    let consented_before = matches!(entry.state, OnboardingState::Consented | OnboardingState::Onboarded);
+    if !consented_before {
         entry.state = OnboardingState::AwaitingConsent;
         entry.consent_url = Some(url.clone());
         save_entry(services, store, home_ref, &mut entry)?;
+        progress.stage(format!(
+            "a Global Administrator of tenant {} opens this link, signs in, reviews {:?} asking for \
+             Exchange.ManageAsApp, and accepts:",
+            entry.label(),
+            home.app_name
+        ));
+        progress.detail(url.clone());
     }
-    progress.stage(format!(
-        "a Global Administrator of tenant {} opens this link, signs in, reviews {:?} asking for \
-         Exchange.ManageAsApp, and accepts:",
-        entry.label(),
-        home.app_name
-    ));
-    progress.detail(url.clone());
 
     let mut report = AddReport {
         tenant_id: entry.tenant_id.clone(),
@@ -585,16 +584,16 @@ async fn add_by_consent(
         requests: 0,
         elapsed_ms: 0,
     };
-    let Some(wait) = request.consent_wait else {
+    let Some(wait) = request.consent_wait.or(consented_before.then_some(Duration::ZERO)) else {
         report.elapsed_ms = millis(services.since(started));
         return Ok(report);
     };
 
-    progress.stage(format!(
-        "waiting up to {} s for the consent (token requests to tenant {})",
-        wait.as_secs(),
-        entry.label()
-    ));
+    progress.stage(if wait.is_zero() {
+        format!("checking the consent in tenant {} (a token request)", entry.label())
+    } else {
+        format!("waiting up to {} s for the consent (token requests to tenant {})", wait.as_secs(), entry.label())
+    });
     let cert = request
         .credential
         .client_certificate(&entry.tenant_id, &home.app_id)
@@ -1286,9 +1285,4 @@ pub async fn prove_in(
         .await;
     rows.sort_by_key(|(i, _)| *i);
     rows.into_iter().map(|(_, r)| r).collect()
-}
-
-/// The token's readable claims, for callers that show them.
-pub fn claims(token: &AccessToken) -> TokenClaims {
-    TokenClaims::of(token)
 }

@@ -115,6 +115,11 @@ async fn three_tenants_by_admin_token_one_by_consent_url_and_wait() {
         .await
         .expect("rerun");
     assert!(again.created.is_empty(), "{again:?}");
+    // Without the admin's sign-in, an onboarded tenant is checked with one token request, not sent back to consent.
+    let check = fleet::add(&services, &store, &home, "home", None, &add_request(&name)).await.expect("check");
+    assert_eq!(check.state, OnboardingState::Onboarded, "{check:?}");
+    assert!(check.pending.is_empty() && check.requests == 1, "{check:?}");
+    assert_eq!(store.get().unwrap().tenant(&name).unwrap().state, OnboardingState::Onboarded);
     assert_eq!(tenant.state().await.tenant(&name).unwrap().custom_service_principals().count(), 1);
 
     // The fourth: no admin sign-in. Without a wait, the URL and the entry awaiting consent.
