@@ -386,6 +386,14 @@ fn delegated_token(token: &str, exchange_root: &str, now: time::OffsetDateTime) 
     Ok(token)
 }
 
+/// The tenant a delegated Exchange admin token was issued in (its `tid`), when it is a readable JWT: a fleet
+/// checks it against the customer tenant before anything is sent.
+pub fn admin_token_tenant(credential: &ExchangeAdminCredential) -> Option<String> {
+    let ExchangeAdminCredential::Token(t) = credential else { return None };
+    let token = AccessToken::opaque(cba_token::jwt::strip_bearer(t).trim(), "Bearer", "");
+    token.decode().ok()?.claim_str("tid").map(str::to_ascii_lowercase)
+}
+
 fn upn_of(token: &AccessToken) -> Option<String> {
     let d = token.decode().ok()?;
     d.claim_str("upn").or_else(|| d.claim_str("preferred_username")).map(str::to_owned)
@@ -410,9 +418,28 @@ pub(crate) async fn apply(
     save: &mut (dyn FnMut(&mut Profile) -> Result<(), Error> + Send),
     wait: Duration,
 ) -> Result<ExchangeReport, Error> {
+    let mut recorded = profile.exchange.clone();
+    let mut save_exchange = |state: &ExchangeProfile| {
+        profile.exchange = Some(state.clone());
+        save(profile)
+    };
+    apply_recorded(services, exo, app, setup, &mut recorded, &mut save_exchange, wait).await
+}
+
+/// [`apply`] for a record kept elsewhere (a fleet entry): `recorded` is what was made before, and `save` keeps
+/// each new state (an intent before its create) where the caller keeps it.
+pub(crate) async fn apply_recorded(
+    services: &Services,
+    exo: &Exo,
+    app: &App<'_>,
+    setup: &ExchangeSetup,
+    current: &mut Option<ExchangeProfile>,
+    save: &mut (dyn FnMut(&ExchangeProfile) -> Result<(), Error> + Send),
+    wait: Duration,
+) -> Result<ExchangeReport, Error> {
     let progress = services.progress.as_ref();
     let mut report = ExchangeReport::default();
-    let recorded = profile.exchange.clone().unwrap_or_default();
+    let recorded = current.clone().unwrap_or_default();
     let mut state = ExchangeProfile { service_principal: app.sp_object_id.to_string(), ..recorded.clone() };
 
     // 1. The Exchange service principal.
@@ -423,7 +450,7 @@ pub(crate) async fn apply(
         }
         None => {
             state.service_principal_created = true;
-            record(profile, &state, save)?;
+            record(current, &state, save)?;
             let new = params(&[
                 ("AppId", app.app_id.into()),
                 ("ObjectId", app.sp_object_id.into()),
@@ -467,7 +494,7 @@ pub(crate) async fn apply(
             service_principal_created: state.service_principal_created,
             ..ExchangeProfile::default()
         };
-        record(profile, &state, save)?;
+        record(current, &state, save)?;
     }
     let group = match &setup.roles {
         ExchangeRoles::Group(name) => {
@@ -505,7 +532,7 @@ pub(crate) async fn apply(
                     None => {
                         state.scope = Some(name.clone());
                         state.scope_created = true;
-                        record(profile, &state, save)?;
+                        record(current, &state, save)?;
                         let new = params(&[
                             ("Name", name.as_str().into()),
                             ("RecipientRestrictionFilter", filter.as_str().into()),
@@ -545,7 +572,7 @@ pub(crate) async fn apply(
                 None => {
                     state.role_group = name.clone();
                     state.role_group_created = true;
-                    record(profile, &state, save)?;
+                    record(current, &state, save)?;
                     let mut new = params(&[
                         ("Name", name.as_str().into()),
                         ("Roles", Value::from(roles.clone())),
@@ -571,7 +598,7 @@ pub(crate) async fn apply(
         state.role_group = text(&group, "Name");
     }
     state.roles = strings(&group, "Roles");
-    record(profile, &state, save)?;
+    record(current, &state, save)?;
     progress.detail(format!("Exchange role group: {} [{}]", state.role_group, state.roles.join(", ")));
 
     // 3. The membership.
@@ -756,13 +783,13 @@ async fn check_group_scope(exo: &Exo, group: &str, scope: Option<&str>) -> Resul
 }
 
 fn record(
-    profile: &mut Profile,
+    current: &mut Option<ExchangeProfile>,
     state: &ExchangeProfile,
-    save: &mut (dyn FnMut(&mut Profile) -> Result<(), Error> + Send),
+    save: &mut (dyn FnMut(&ExchangeProfile) -> Result<(), Error> + Send),
 ) -> Result<(), Error> {
-    if profile.exchange.as_ref() != Some(state) {
-        profile.exchange = Some(state.clone());
-        save(profile)?;
+    if current.as_ref() != Some(state) {
+        *current = Some(state.clone());
+        save(state)?;
     }
     Ok(())
 }

@@ -25,10 +25,12 @@ use futures::{Stream, StreamExt as _};
 use serde::{Deserialize, Serialize};
 
 use crate::admin::{self, AdminCredential};
-use crate::profile::Profile;
+use crate::exchange_roles::{self, ExchangeAdminCredential, ExchangeReport, ExchangeSetup, ExchangeTeardown};
+use crate::profile::{ExchangeProfile, Profile};
 use crate::progress::{Event, ProgressExt as _};
 use crate::prove::TokenClaims;
 use crate::setup::millis;
+use crate::status::Check;
 use crate::{Credential, Error, Services};
 
 /// The fleet file's format version.
@@ -124,7 +126,8 @@ pub struct LastCheck {
     pub at: String,
     /// Every link passed.
     pub healthy: bool,
-    /// The links that did not pass (`consent`, `grant`, `role`, `exchange`).
+    /// The links that did not pass (`consent`, `grant`, `role`, `exchange`, and for an Exchange role group
+    /// `exchange_membership` and the other Exchange links that failed).
     #[serde(default)]
     pub broken: Vec<String>,
 }
@@ -148,6 +151,10 @@ pub struct CustomerTenant {
     /// The roles asked for, with their assignments.
     #[serde(default)]
     pub roles: Vec<TenantRole>,
+    /// Least privilege: what cba made in the tenant's Exchange (service principal, scope, role group,
+    /// membership), each intent recorded before its create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<ExchangeProfile>,
     /// The admin-consent URL, when onboarding went that way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent_url: Option<String>,
@@ -168,6 +175,7 @@ impl CustomerTenant {
             service_principal_id: None,
             grant_id: None,
             roles: Vec::new(),
+            exchange: None,
             consent_url: None,
             updated_at: None,
             last_check: None,
@@ -333,6 +341,9 @@ pub struct AddRequest {
     pub consent_wait: Option<Duration>,
     /// With an admin: how long to wait out replication and throttling, the proof included.
     pub wait: Duration,
+    /// Least privilege: an Exchange role group in the tenant (with the customer admin's Exchange sign-in)
+    /// instead of (or, with `keep_entra_role`, besides) the Entra `roles`.
+    pub exchange: Option<ExchangeSetup>,
 }
 
 /// What [`add`] did (the `cba fleet add --output json` document, docs/cli-json.md).
@@ -364,6 +375,8 @@ pub struct AddReport {
     pub token_wids: Option<Vec<String>>,
     /// What is left for the customer's admin, in words (empty when onboarded).
     pub pending: Vec<String>,
+    /// The Exchange role group steps and their proof (null without `--exchange-role-group`/`--exchange-roles`).
+    pub exchange: Option<ExchangeReport>,
     /// Where the fleet is kept.
     pub fleet: String,
     /// Requests sent (the admin's sign-in not counted).
@@ -395,6 +408,27 @@ pub async fn add(
     let started = services.now();
     require_multi_tenant(home)?;
     crate::check_tenant(&request.tenant)?;
+    if let Some(exchange) = &request.exchange {
+        exchange_roles::check(&exchange.roles)?;
+        if !request.roles.is_empty() && !exchange.keep_entra_role {
+            return Err(Error::Invalid {
+                what: "roles",
+                value: request.roles.iter().map(|r| r.name).collect::<Vec<_>>().join(", "),
+                reason: "an Exchange role group and an Entra directory role add up: drop the Entra role, or keep it \
+                         on purpose with --keep-entra-role"
+                    .into(),
+            });
+        }
+        if admin.is_none() {
+            return Err(Error::Invalid {
+                what: "tenant",
+                value: request.tenant.clone(),
+                reason: "an Exchange role group is made with the customer administrator's sign-in (--admin, or \
+                         CBA_GRAPH_TOKEN, and the Exchange one): the admin-consent URL cannot make it"
+                    .into(),
+            });
+        }
+    }
     let home_ref = Home::of(home, home_location);
     let known = store.load().map_err(|source| Error::Store { store: store.describe(), source })?;
     let known = known.as_ref().and_then(|f| f.tenant(&request.tenant)).cloned();
@@ -428,6 +462,13 @@ async fn add_with_admin(
             reason: format!("it is the home tenant of app {:?}, not a customer tenant", home.app_name),
         });
     }
+    // The Exchange sign-in right after Graph's, before any write, and in the same tenant.
+    let exchange_admin = match &request.exchange {
+        Some(exchange) => {
+            Some(exchange_admin_in(services, &exchange.admin, &confirmed.id, &request.tenant, request.wait).await?)
+        }
+        None => None,
+    };
     let mut entry = known.unwrap_or_else(|| CustomerTenant::new(&confirmed.id));
     entry.tenant_id = confirmed.id.to_ascii_lowercase();
     if let Some(domain) =
@@ -479,6 +520,25 @@ async fn add_with_admin(
     entry.consent_url = None;
     save_entry(services, store, home_ref, &mut entry)?;
 
+    let mut exchange_report = None;
+    if let (Some(exchange), Some(exo)) = (&request.exchange, &exchange_admin) {
+        progress.stage(format!("2/3 in tenant {}: Exchange service principal, role group, membership", entry.label()));
+        let app = exchange_roles::App { app_id: &home.app_id, sp_object_id: &outcome.sp_id, name: &home.app_name };
+        let left = request.wait.saturating_sub(services.since(started));
+        // Each intent is saved in the fleet entry before its create.
+        let mut recorded = entry.exchange.clone();
+        let mut snapshot = entry.clone();
+        let mut save = |state: &ExchangeProfile| {
+            snapshot.exchange = Some(state.clone());
+            save_entry(services, store, home_ref, &mut snapshot)
+        };
+        let report =
+            exchange_roles::apply_recorded(services, exo, &app, exchange, &mut recorded, &mut save, left).await?;
+        entry.exchange = recorded;
+        save_entry(services, store, home_ref, &mut entry)?;
+        exchange_report = Some(report);
+    }
+
     progress.stage(format!("3/3 proof: an Exchange token from tenant {}'s authority", entry.label()));
     let cert = request
         .credential
@@ -488,6 +548,34 @@ async fn add_with_admin(
     let left = request.wait.saturating_sub(services.since(started));
     let proof = crate::prove(services, &cert, left, &role_ids).await?;
     requests += proof.requests;
+    if let (Some(exchange), Some(report)) = (&request.exchange, exchange_report.as_mut()) {
+        if !exchange.keep_entra_role && proof.wids.as_ref().is_some_and(|w| !w.is_empty()) {
+            return Err(Error::ExchangeObject {
+                object: format!("the Exchange token of app {} from tenant {}", home.app_id, entry.label()),
+                problem: format!(
+                    "it carries Entra directory roles (wids [{}]) besides the role group: remove the role \
+                     assignment in that tenant, or keep it on purpose with --keep-entra-role",
+                    proof.wids.as_deref().unwrap_or_default().join(", ")
+                ),
+            });
+        }
+        let left = request.wait.saturating_sub(services.since(started));
+        let app = exchange_roles::app_client(services, cert, left)?;
+        match exchange_roles::proof_cmdlet(&report.roles) {
+            Some((cmdlet, params)) => {
+                progress.detail(format!("the app runs {cmdlet} with its own token (role group {})", report.role_group));
+                let waited = exchange_roles::prove_access(services, &app, cmdlet, &params, left).await?;
+                report.proof_cmdlet = Some(cmdlet.to_string());
+                report.rbac_wait_ms = millis(waited);
+            }
+            None => progress.detail(format!(
+                "no read cmdlet known for the roles [{}]: the app's access is not proven by a cmdlet",
+                report.roles.join(", ")
+            )),
+        }
+        report.requests += app.requests();
+        requests += report.requests;
+    }
     entry.state = OnboardingState::Onboarded;
     entry.last_check =
         Some(LastCheck { at: cba_token::jwt::rfc3339(services.now()), healthy: true, broken: Vec::new() });
@@ -506,10 +594,36 @@ async fn add_with_admin(
         token_roles: Some(proof.roles),
         token_wids: proof.wids,
         pending: Vec::new(),
+        exchange: exchange_report,
         fleet: store.describe(),
         requests,
         elapsed_ms: millis(services.since(started)),
     })
+}
+
+/// The customer administrator's Exchange client for `tenant_id` (already confirmed with Graph): a delegated
+/// token issued in another tenant is refused before anything is sent.
+async fn exchange_admin_in(
+    services: &Services,
+    credential: &ExchangeAdminCredential,
+    tenant_id: &str,
+    named: &str,
+    wait: Duration,
+) -> Result<exchange_roles::Exo, Error> {
+    if let Some(tid) = exchange_roles::admin_token_tenant(credential)
+        && !tid.eq_ignore_ascii_case(tenant_id)
+    {
+        return Err(Error::Invalid {
+            what: "Exchange admin token",
+            value: "[redacted]".into(),
+            reason: format!(
+                "it was issued in tenant {tid}, not in {named} ({tenant_id}): get the customer administrator's \
+                 Exchange token (CBA_EXO_ADMIN_TOKEN) for that tenant, or sign in with --exchange-admin device-code"
+            ),
+        });
+    }
+    services.progress.stage(format!("the customer administrator's Exchange Online sign-in ({named})"));
+    exchange_roles::admin_client(services, credential, tenant_id, wait).await
 }
 
 /// The AADSTS codes of a token request for an app that has no service principal in the tenant yet.
@@ -580,6 +694,7 @@ async fn add_by_consent(
         token_roles: None,
         token_wids: None,
         pending: vec![format!("a Global Administrator of tenant {} opens the consent URL and accepts", entry.label())],
+        exchange: None,
         fleet: store.describe(),
         requests: 0,
         elapsed_ms: 0,
@@ -696,6 +811,10 @@ pub struct StatusRequest {
     /// A tenant that has not answered within this long (wall time, retries included) is reported
     /// unconfirmed, so one tenant's outage cannot hold up the matrix for the whole retry deadline.
     pub tenant_timeout: Duration,
+    /// Reads the Exchange links (service principal, membership, roles, scope) of the tenants that record a
+    /// role group: the customer administrator's Exchange sign-in (a delegated token is used only in the tenant
+    /// that issued it). Without one those links are unconfirmed; the app's own access is checked either way.
+    pub exchange_admin: Option<ExchangeAdminCredential>,
 }
 
 /// One tenant's links (a row of the `cba fleet status` matrix, docs/cli-json.md). `None`: not confirmed (an
@@ -716,9 +835,12 @@ pub struct TenantHealth {
     pub role: Option<bool>,
     /// An Exchange token was issued from that tenant's authority.
     pub token: Option<bool>,
-    /// Get-OrganizationConfig ran.
+    /// Get-OrganizationConfig ran (for a tenant with an Exchange role group: the read cmdlet its roles allow).
     pub exchange: Option<bool>,
-    /// Every link passed.
+    /// For a tenant with an Exchange role group: `exchange_service_principal`, `exchange_membership`,
+    /// `exchange_roles`, `exchange_scope`, `exchange_access` (as `cba status`; `ok` null: not confirmed).
+    pub exchange_links: Vec<Check>,
+    /// Every link passed (an unconfirmed Exchange RBAC link does not fail it when the app's access is proven).
     pub healthy: bool,
     /// The first problem, in words (empty when healthy).
     pub detail: String,
@@ -741,6 +863,12 @@ impl TenantHealth {
         .into_iter()
         .filter(|(_, ok)| *ok != Some(true))
         .map(|(name, _)| name.to_string())
+        .chain(
+            self.exchange_links
+                .iter()
+                .filter(|c| c.ok == Some(false) && c.check != "exchange_access")
+                .map(|c| c.check.to_string()),
+        )
         .collect()
     }
 }
@@ -776,7 +904,7 @@ pub async fn status(
         .map(|(i, t)| {
             let http = http.clone();
             async move {
-                let check = check_tenant(services, &http, app_id, &request.credential, t);
+                let check = check_tenant(services, &http, app_id, request, t);
                 match tokio::time::timeout(request.tenant_timeout, check).await {
                     Ok(row) => (i, row),
                     Err(_) => {
@@ -861,6 +989,7 @@ fn empty_row(tenant: &CustomerTenant) -> TenantHealth {
         role: None,
         token: None,
         exchange: None,
+        exchange_links: Vec::new(),
         healthy: false,
         detail: String::new(),
         requests: 0,
@@ -872,13 +1001,15 @@ async fn check_tenant(
     services: &Services,
     http: &cba_token::reqwest::Client,
     app_id: &str,
-    credential: &Credential,
+    request: &StatusRequest,
     tenant: &CustomerTenant,
 ) -> TenantHealth {
+    let credential = &request.credential;
     let started = services.now();
     let mut row = empty_row(tenant);
     let finish = |mut row: TenantHealth| {
-        row.healthy = [row.consent, row.grant, row.role, row.token, row.exchange].iter().all(|c| *c == Some(true));
+        row.healthy = [row.consent, row.grant, row.role, row.token, row.exchange].iter().all(|c| *c == Some(true))
+            && row.exchange_links.iter().all(|c| c.ok != Some(false));
         row.elapsed_ms = millis(services.since(started));
         row
     };
@@ -921,6 +1052,10 @@ async fn check_tenant(
         row.detail = "the token carries no `wids`: the role cannot be confirmed".into();
     }
     let tokens: Arc<dyn cba_exo::TokenSource> = Arc::new(cba_http::StaticToken::new(token.secret()));
+    if let Some(recorded) = &tenant.exchange {
+        exchange_links(services, http, app_id, request, tenant, recorded, tokens, &mut row).await;
+        return finish(row);
+    }
     match exo_client(services, http, &tenant.tenant_id, tokens) {
         Ok(exo) => {
             row.requests += 1;
@@ -946,6 +1081,64 @@ async fn check_tenant(
         Err(e) => row.detail = e.to_string(),
     }
     finish(row)
+}
+
+/// The Exchange links of a tenant that records a role group: read with the customer administrator's Exchange
+/// sign-in when there is one for this tenant, the app's access with its own token; `row.exchange` is that access.
+#[allow(clippy::too_many_arguments, reason = "one private step of `check_tenant`")]
+async fn exchange_links(
+    services: &Services,
+    http: &cba_token::reqwest::Client,
+    app_id: &str,
+    request: &StatusRequest,
+    tenant: &CustomerTenant,
+    recorded: &ExchangeProfile,
+    tokens: Arc<dyn cba_exo::TokenSource>,
+    row: &mut TenantHealth,
+) {
+    let app = match exo_client(services, http, &tenant.tenant_id, tokens) {
+        Ok(exo) => exchange_roles::Exo::new(exo, format!("app {app_id}")),
+        Err(e) => {
+            row.detail = e.to_string();
+            return;
+        }
+    };
+    let mut no_reader = None;
+    let reader = match &request.exchange_admin {
+        Some(credential) => match exchange_roles::admin_token_tenant(credential) {
+            Some(tid) if !tid.eq_ignore_ascii_case(&tenant.tenant_id) => {
+                no_reader = Some(format!("the Exchange admin token is for tenant {tid}"));
+                None
+            }
+            _ => match exchange_roles::admin_client(services, credential, &tenant.tenant_id, request.tenant_timeout)
+                .await
+            {
+                Ok(exo) => Some(exo),
+                Err(e) => {
+                    no_reader = Some(one_line(&chain_of(&e)));
+                    None
+                }
+            },
+        },
+        None => None,
+    };
+    let mut links = exchange_roles::checks(reader.as_ref(), Some(&app), app_id, recorded).await;
+    if let Some(why) = no_reader {
+        for c in links.iter_mut().filter(|c| c.ok.is_none() && c.check != "exchange_access") {
+            c.detail = format!("not confirmed: {why}");
+        }
+    }
+    row.requests += app.requests() + reader.as_ref().map_or(0, exchange_roles::Exo::requests);
+    row.exchange = links.iter().find(|c| c.check == "exchange_access").and_then(|c| c.ok);
+    if row.detail.is_empty()
+        && let Some(bad) = links
+            .iter()
+            .find(|c| c.ok == Some(false))
+            .or_else(|| links.iter().find(|c| c.check == "exchange_access" && c.ok.is_none()))
+    {
+        row.detail = format!("{}: {}", bad.check, one_line(&bad.detail));
+    }
+    row.exchange_links = links;
 }
 
 /// `AADSTS700016, AADSTS7000229`.
@@ -977,12 +1170,16 @@ pub struct RemoveReport {
     pub already_gone: Vec<String>,
     /// Without an admin sign-in: what the customer's admin does to remove the app.
     pub customer_steps: Vec<String>,
+    /// What was removed from the tenant's Exchange (null when the entry records no role group).
+    pub exchange: Option<ExchangeTeardown>,
     /// Where the fleet is kept.
     pub fleet: String,
 }
 
-/// Take the app out of a customer tenant. With `admin` (confirmed to act in that tenant first): delete its
-/// role assignments, grant and service principal there, then the fleet entry. Without: if a token from that
+/// Take the app out of a customer tenant. With `admin` (confirmed to act in that tenant first): remove what cba
+/// made in the tenant's Exchange when the entry records a role group (with `exchange_admin`, required then:
+/// the membership, the group and scope cba made, the Exchange service principal), delete its role
+/// assignments, grant and service principal there, then the fleet entry. Without: if a token from that
 /// tenant is refused for want of a service principal, the customer already removed it and the entry goes;
 /// else the entry is marked `removal_requested` and the report says what the customer's admin does.
 pub async fn remove(
@@ -990,6 +1187,7 @@ pub async fn remove(
     store: &dyn FleetStore,
     home: &Profile,
     admin_credential: Option<&AdminCredential>,
+    exchange_admin: Option<&ExchangeAdminCredential>,
     credential: &Credential,
     tenant: &str,
 ) -> Result<RemoveReport, Error> {
@@ -1006,6 +1204,7 @@ pub async fn remove(
         deleted: Vec::new(),
         already_gone: Vec::new(),
         customer_steps: Vec::new(),
+        exchange: None,
         fleet: store.describe(),
     };
     let drop_entry = |report: &mut RemoveReport| {
@@ -1026,6 +1225,31 @@ pub async fn remove(
             let graph = services.graph(session.tokens.clone(), Duration::from_secs(120))?;
             admin::confirm_tenant(services, &graph, &session, &entry.tenant_id).await?;
             let progress = services.progress.as_ref();
+            if let Some(recorded) = &entry.exchange {
+                let Some(exchange_admin) = exchange_admin else {
+                    return Err(Error::Invalid {
+                        what: "Exchange sign-in",
+                        value: entry.label(),
+                        reason: format!(
+                            "the fleet entry records the Exchange role group {:?} cba joined there: pass the customer \
+                             administrator's Exchange sign-in (--exchange-admin, or CBA_EXO_ADMIN_TOKEN) so it is \
+                             removed too",
+                            recorded.role_group
+                        ),
+                    });
+                };
+                let wait = Duration::from_secs(300);
+                let exo = exchange_admin_in(services, exchange_admin, &entry.tenant_id, &entry.label(), wait).await?;
+                progress.stage(format!("removing what cba made in the Exchange of tenant {}", entry.label()));
+                let out = exchange_roles::teardown(&exo, &home.app_id, recorded).await?;
+                for r in &out.removed {
+                    progress.detail(format!("{r}: removed"));
+                }
+                let mut left = entry.clone();
+                left.exchange = None;
+                save_entry(services, store, &home_ref, &mut left)?;
+                report.exchange = Some(out);
+            }
             let outcome = provision::remove_from_tenant(&graph, &home.app_id, |event| {
                 if let GraphEvent::Finished { step, change, id } = event {
                     let verb = if *change == Change::Removed { "removed" } else { "already gone" };
@@ -1071,6 +1295,21 @@ pub async fn remove(
                             entry.tenant_id, home.app_id
                         ),
                     ];
+                    if let Some(x) = &entry.exchange {
+                        report.customer_steps.push(format!(
+                            "and in Exchange Online PowerShell (Connect-ExchangeOnline -Organization {}): \
+                             Remove-RoleGroupMember -Identity {:?} -Member {}; Remove-ServicePrincipal -Identity {}{}",
+                            entry.tenant_domain.as_deref().unwrap_or(&entry.tenant_id),
+                            x.role_group,
+                            x.service_principal,
+                            home.app_id,
+                            if x.role_group_created {
+                                format!("; Remove-RoleGroup -Identity {:?}", x.role_group)
+                            } else {
+                                String::new()
+                            }
+                        ));
+                    }
                 }
             }
         }

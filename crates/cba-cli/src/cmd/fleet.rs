@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cba_graph::wellknown::{self, Role};
+use cba_lifecycle::exchange_roles::{ExchangeAdminCredential, ExchangeRoles, ExchangeSetup};
 use cba_lifecycle::fleet::{
     self, AddReport, CustomerTenant, FanOutEvent, Fleet, FleetStatus, RemoveReport, TenantHealth,
 };
@@ -21,7 +22,7 @@ use crate::fleetfile::{self, FleetFile};
 use crate::output::{self, OutputFormat};
 use crate::profile::FileStore;
 use crate::secrets::PasswordArgs;
-use crate::settings::{self, AdminArgs, EndpointArgs, Urls};
+use crate::settings::{self, AdminArgs, EndpointArgs, ExchangeAdminArgs, Urls};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -30,6 +31,10 @@ Examples:
       --profile msp-exo.profile.json --tenant customer.onmicrosoft.com
   cba fleet add --profile msp-exo.profile.json \\
       --tenant customer.onmicrosoft.com --wait        # the admin-consent URL
+  # least privilege: an Exchange role group in the customer tenant, no Entra role
+  CBA_GRAPH_TOKEN=<customer_admin_token> CBA_EXO_ADMIN_TOKEN=<customer_exchange_admin_token> \\
+    cba fleet add --profile msp-exo.profile.json --tenant customer.onmicrosoft.com \\
+      --exchange-role-group 'View-Only Organization Management'
   cba fleet status --profile msp-exo.profile.json --output csv
   cba exo invoke Get-OrganizationConfig --fleet msp-exo.fleet.json --all
 
@@ -74,9 +79,29 @@ pub struct AddArgs {
     /// The customer tenant: its id (GUID) or domain (customer.onmicrosoft.com).
     #[arg(long, value_name = "TENANT")]
     pub tenant: String,
-    /// The Entra role(s) to assign there (repeatable) [default: Exchange Administrator].
+    /// The Entra role(s) to assign there (repeatable) [default: Exchange Administrator, none with
+    /// --exchange-role-group or --exchange-roles].
     #[arg(long = "role", value_name = "NAME")]
     pub roles: Vec<String>,
+    /// Least privilege: add the app to this existing Exchange role group of the customer tenant ("View-Only
+    /// Organization Management", "Recipient Management", "Help Desk") instead of an Entra role.
+    #[arg(long, value_name = "NAME", conflicts_with = "exchange_roles")]
+    pub exchange_role_group: Option<String>,
+    /// Least privilege: a custom Exchange role group cba-APP in the customer tenant with exactly these roles
+    /// (comma-separated, e.g. "Mail Recipients,View-Only Recipients") instead of an Entra role.
+    #[arg(long, value_name = "ROLES")]
+    pub exchange_roles: Option<String>,
+    /// With --exchange-roles: limit the group's writes to the recipients this OPATH filter matches.
+    #[arg(long, value_name = "OPATH", requires = "exchange_roles")]
+    pub write_scope: Option<String>,
+    /// With an Exchange role group: assign the --role Entra role(s) as well (their permissions add up).
+    #[arg(long)]
+    pub keep_entra_role: bool,
+    /// Run Enable-OrganizationCustomization in the customer tenant when a custom role group needs it.
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub exchange_admin: ExchangeAdminArgs,
     /// The customer admin's Graph sign-in (as `cba setup`); without it and without CBA_GRAPH_TOKEN, the
     /// admin-consent URL is printed instead.
     #[command(flatten)]
@@ -102,6 +127,10 @@ pub struct StatusArgs {
     /// A tenant that has not answered within this long is reported unconfirmed (retries included).
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = settings::parse_duration)]
     pub tenant_timeout: Duration,
+    /// Reads the Exchange role group links of the tenants that record one (a CBA_EXO_ADMIN_TOKEN is used
+    /// only in the tenant that issued it); without it those links are unconfirmed.
+    #[command(flatten)]
+    pub exchange_admin: ExchangeAdminArgs,
 }
 
 /// `cba fleet remove` flags.
@@ -115,6 +144,9 @@ pub struct RemoveArgs {
     /// The customer admin's Graph sign-in; without it the customer is told how to remove the app.
     #[command(flatten)]
     pub admin: AdminArgs,
+    /// The customer admin's Exchange sign-in, for an entry that records an Exchange role group.
+    #[command(flatten)]
+    pub exchange_admin: ExchangeAdminArgs,
 }
 
 pub fn run(cmd: Command, global: &Global) -> anyhow::Result<()> {
@@ -233,14 +265,70 @@ fn admin_credential(args: &AdminArgs) -> anyhow::Result<Option<cba_lifecycle::Ad
     if args.given() || token_set { Ok(Some(args.resolve(env)?)) } else { Ok(None) }
 }
 
+/// The customer admin's Exchange sign-in when one was asked for (`--exchange-admin`, or CBA_EXO_ADMIN_TOKEN).
+fn exchange_admin(args: &ExchangeAdminArgs) -> anyhow::Result<Option<ExchangeAdminCredential>> {
+    let env = |k: &str| std::env::var(k).ok();
+    if args.given(env) { Ok(Some(args.resolve(None, env)?)) } else { Ok(None) }
+}
+
 // ---- add --------------------------------------------------------------------------------------------
+
+/// The Exchange role group of `--exchange-role-group`/`--exchange-roles` (as `cba setup` reads them).
+fn exchange_roles(args: &AddArgs) -> anyhow::Result<Option<ExchangeRoles>> {
+    let roles = match (&args.exchange_role_group, &args.exchange_roles) {
+        (Some(group), _) => Some(ExchangeRoles::Group(group.trim().to_string())),
+        (None, Some(list)) => Some(ExchangeRoles::Custom {
+            roles: list.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect(),
+            write_scope: args.write_scope.clone(),
+        }),
+        (None, None) => None,
+    };
+    match &roles {
+        Some(r) => {
+            cba_lifecycle::exchange_roles::check(r).map_err(|e| fail(Exit::Usage, e))?;
+            if !args.roles.is_empty() && !args.keep_entra_role {
+                return Err(fail(
+                    Exit::Usage,
+                    "--role with an Exchange role group: their permissions add up, so the Entra role would undo the \
+                     least privilege; drop --role, or pass --keep-entra-role to assign both",
+                ));
+            }
+        }
+        None if args.keep_entra_role || args.exchange_admin.exchange_admin.is_some() || args.yes => {
+            return Err(fail(
+                Exit::Usage,
+                "--keep-entra-role, --yes and --exchange-admin go with --exchange-role-group or --exchange-roles",
+            ));
+        }
+        None => {}
+    }
+    Ok(roles)
+}
 
 fn add(args: AddArgs, global: &Global) -> anyhow::Result<()> {
     let tenant = args.tenant.trim().to_string();
     cba_lifecycle::check_tenant(&tenant).map_err(|e| fail(Exit::Usage, format!("--tenant: {e}")))?;
-    let roles = roles(&args.roles)?;
+    let exchange_roles = exchange_roles(&args)?;
+    let roles = if exchange_roles.is_some() && args.roles.is_empty() { Vec::new() } else { roles(&args.roles)? };
     let home = Home::resolve(&args.home)?;
     let admin = admin_credential(&args.admin)?;
+    if exchange_roles.is_some() && admin.is_none() {
+        return Err(fail(
+            Exit::Usage,
+            "--exchange-role-group/--exchange-roles need the customer admin's sign-in (--admin, or CBA_GRAPH_TOKEN) \
+             and the Exchange one (--exchange-admin, or CBA_EXO_ADMIN_TOKEN): the consent URL cannot make a role group",
+        ));
+    }
+    let env = |k: &str| std::env::var(k).ok();
+    let exchange = match exchange_roles {
+        Some(roles) => Some(ExchangeSetup {
+            roles,
+            keep_entra_role: args.keep_entra_role,
+            enable_customization: args.yes,
+            admin: args.exchange_admin.resolve(admin.as_ref(), env)?,
+        }),
+        None => None,
+    };
     let credential = home.credential(&args.home.password)?;
     let ui = Ui { style: global.style, all_waits: false };
     let request = fleet::AddRequest {
@@ -249,6 +337,7 @@ fn add(args: AddArgs, global: &Global) -> anyhow::Result<()> {
         credential,
         consent_wait: if admin.is_none() { args.wait } else { None },
         wait: args.wait.unwrap_or(Duration::from_secs(300)),
+        exchange,
     };
     let report = crate::runtime()?.block_on(async {
         let services = connect::services(&home.urls, ui)?;
@@ -288,8 +377,18 @@ fn add_text(r: &AddReport) -> String {
     if !r.created.is_empty() || !r.unchanged.is_empty() {
         fields.push(("created", if r.created.is_empty() { "nothing".into() } else { r.created.join(", ") }));
     }
+    if let Some(x) = &r.exchange {
+        fields.push(("exchange group", format!("{} [{}]", x.role_group, x.roles.join(", "))));
+        if let Some(scope) = &x.write_scope {
+            fields.push(("write scope", scope.clone()));
+        }
+        fields.push(("exchange created", if x.created.is_empty() { "nothing".into() } else { x.created.join(", ") }));
+    }
     if let Some(roles) = &r.token_roles {
         fields.push(("proof", format!("Exchange token from the tenant with roles [{}]", roles.join(", "))));
+    }
+    if let Some(cmdlet) = r.exchange.as_ref().and_then(|x| x.proof_cmdlet.as_ref()) {
+        fields.push(("exchange proof", format!("the app ran {cmdlet} with its own token")));
     }
     fields.push(("fleet", r.fleet.clone()));
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -312,6 +411,7 @@ fn status(args: StatusArgs, global: &Global) -> anyhow::Result<()> {
         concurrency: args.concurrency.max(1),
         tenants: (!args.tenants.is_empty()).then(|| args.tenants.clone()),
         tenant_timeout: args.tenant_timeout,
+        exchange_admin: exchange_admin(&args.exchange_admin)?,
     };
     let format = global.output;
     let stdout = io::stdout();
@@ -420,13 +520,23 @@ fn status_text(report: &FleetStatus) -> String {
 fn remove(args: RemoveArgs, global: &Global) -> anyhow::Result<()> {
     let home = Home::resolve(&args.home)?;
     let admin = admin_credential(&args.admin)?;
+    let exchange_admin = exchange_admin(&args.exchange_admin)?;
     let credential = home.credential(&args.home.password)?;
     let ui = Ui { style: global.style, all_waits: false };
     let report = crate::runtime()?.block_on(async {
         let services = connect::services(&home.urls, ui)?;
-        fleet::remove(&services, &home.file, &home.profile, admin.as_ref(), &credential, args.tenant.trim())
-            .await
-            .map_err(connect::lifecycle_failure)
+        let tenant = args.tenant.trim();
+        fleet::remove(
+            &services,
+            &home.file,
+            &home.profile,
+            admin.as_ref(),
+            exchange_admin.as_ref(),
+            &credential,
+            tenant,
+        )
+        .await
+        .map_err(connect::lifecycle_failure)
     })?;
     output::print_document(global.output, &report, remove_text)
 }
@@ -437,6 +547,9 @@ fn remove_text(r: &RemoveReport) -> String {
         out.push_str(&format!("removed the app from tenant {} and from {}\n", r.tenant_id, r.fleet));
         if !r.deleted.is_empty() {
             out.push_str(&format!("deleted: {}\n", r.deleted.join(", ")));
+        }
+        if let Some(x) = r.exchange.as_ref().filter(|x| !x.removed.is_empty()) {
+            out.push_str(&format!("removed in Exchange: {}\n", x.removed.join(", ")));
         }
     } else {
         out.push_str(&format!(

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cba_graph::wellknown::EXCHANGE_ADMINISTRATOR;
+use cba_lifecycle::exchange_roles::{ExchangeAdminCredential, ExchangeRoles, ExchangeSetup};
 use cba_lifecycle::fleet::{self, AddRequest, FanOut, FanOutEvent, MemoryFleetStore, OnboardingState};
 use cba_lifecycle::{AdminCredential, Error, Event, MemoryStore, Profile, ProfileStore as _, Progress};
 use cba_sim::{Service, SimTenant, TenantFault};
@@ -44,6 +45,7 @@ fn add_request(tenant: &str) -> AddRequest {
         credential: shared_identity().into(),
         consent_wait: None,
         wait: Duration::from_secs(120),
+        exchange: None,
     }
 }
 
@@ -244,6 +246,7 @@ async fn status_matrix_catches_a_removed_role_in_one_tenant() {
         concurrency: 2,
         tenants: None,
         tenant_timeout: Duration::from_secs(60),
+        exchange_admin: None,
     };
     let healthy = fleet::status(&services, &fleet, &status_request, |_| {}).await.unwrap();
     assert_eq!((healthy.healthy, healthy.total), (3, 3), "{healthy:#?}");
@@ -273,7 +276,7 @@ async fn status_matrix_catches_a_removed_role_in_one_tenant() {
     // A tenant whose consent is gone: consent false, not "unknown".
     let gone = customer(&tenant, 3);
     let services3 = tenant.services(Arc::new(Recorder::default()));
-    fleet::remove(&services3, &store, &home, Some(&admin_of(&tenant, &gone)), &shared_identity().into(), &gone)
+    fleet::remove(&services3, &store, &home, Some(&admin_of(&tenant, &gone)), None, &shared_identity().into(), &gone)
         .await
         .unwrap();
     let report = fleet::status(&services, &fleet, &status_request, |_| {}).await.unwrap();
@@ -345,22 +348,37 @@ async fn a_new_certificate_is_proven_in_every_tenant_and_remove_takes_the_app_ou
 
     // Remove without an admin: the customer is told what to do; the entry is marked.
     let first = customer(&tenant, 1);
-    let report =
-        fleet::remove(&services, &store, &home, None, &shared_identity().into(), &first).await.expect("remove request");
+    let report = fleet::remove(&services, &store, &home, None, None, &shared_identity().into(), &first)
+        .await
+        .expect("remove request");
     assert!(!report.removed && !report.customer_steps.is_empty(), "{report:?}");
     assert_eq!(store.get().unwrap().tenant(&first).unwrap().state, OnboardingState::RemovalRequested);
     // With the admin: gone from the tenant and the fleet; twice is fine.
-    let report =
-        fleet::remove(&services, &store, &home, Some(&admin_of(&tenant, &first)), &shared_identity().into(), &first)
-            .await
-            .expect("remove");
+    let report = fleet::remove(
+        &services,
+        &store,
+        &home,
+        Some(&admin_of(&tenant, &first)),
+        None,
+        &shared_identity().into(),
+        &first,
+    )
+    .await
+    .expect("remove");
     assert!(report.removed && report.deleted.len() >= 3, "{report:?}");
     assert_eq!(tenant.state().await.tenant(&first).unwrap().custom_service_principals().count(), 0);
     assert!(store.get().unwrap().tenant(&first).is_none());
-    let err =
-        fleet::remove(&services, &store, &home, Some(&admin_of(&tenant, &first)), &shared_identity().into(), &first)
-            .await
-            .unwrap_err();
+    let err = fleet::remove(
+        &services,
+        &store,
+        &home,
+        Some(&admin_of(&tenant, &first)),
+        None,
+        &shared_identity().into(),
+        &first,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, Error::NotInFleet { .. }), "{err:?}");
     assert_eq!(tenant.state().await.tenant(&customer(&tenant, 2)).unwrap().custom_service_principals().count(), 1);
 }
@@ -460,4 +478,242 @@ async fn a_write_is_sent_once_per_tenant_even_where_it_fails_after_running() {
         .filter(|r| r.method == "POST" && r.path.contains("/InvokeCommand"))
         .count();
     assert_eq!(sent, 3, "one Set-Mailbox per tenant");
+}
+
+// ---- least privilege: an Exchange role group per customer tenant ------------------------------------
+
+const VIEW_ONLY: &str = "View-Only Organization Management";
+const SALES: &str = "Department -eq 'Sales'";
+
+fn exchange_admin_of(tenant: &Tenant, name: &str) -> ExchangeAdminCredential {
+    ExchangeAdminCredential::Token(zeroize::Zeroizing::new(
+        tenant.sim.exchange_admin_token_for(name).expect("a tenant"),
+    ))
+}
+
+fn exchange_add(tenant: &Tenant, name: &str, roles: ExchangeRoles) -> AddRequest {
+    AddRequest {
+        roles: Vec::new(),
+        exchange: Some(ExchangeSetup {
+            roles,
+            keep_entra_role: false,
+            enable_customization: false,
+            admin: exchange_admin_of(tenant, name),
+        }),
+        ..add_request(name)
+    }
+}
+
+fn params(v: serde_json::Value) -> cba_exo::Parameters {
+    cba_exo::Parameters::from_json(v).unwrap()
+}
+
+/// The customer admin's delegated Exchange client in tenant `name`, to look and to break links.
+fn customer_admin_exo(tenant: &Tenant, name: &str) -> cba_exo::ExoClient {
+    let token = tenant.sim.exchange_admin_token_for(name).unwrap();
+    let upn = cba_token::jwt::decode(&token).unwrap().claim_str("upn").unwrap().to_string();
+    cba_exo::ExoClient::builder()
+        .base_url(tenant.sim.exchange_url())
+        .tenant_id(tenant.sim.tenant(name).unwrap().id.clone())
+        .token_source(Arc::new(cba_exo::StaticToken::new(token)))
+        .anchor_mailbox(format!("UPN:{upn}"))
+        .retry_policy(cba_http::RetryPolicy::fast())
+        .build()
+        .unwrap()
+}
+
+/// The home app's own app-only Exchange client in tenant `name`.
+fn app_exo_in(tenant: &Tenant, name: &str, app_id: &str) -> cba_exo::ExoClient {
+    let services = tenant.services(Arc::new(Recorder::default()));
+    let id = tenant.sim.tenant(name).unwrap().id.clone();
+    let cert = cba_token::ClientCertificate::new(shared_identity(), &id, app_id).unwrap();
+    let source = cba_token::CertificateTokenSource::new(services.tokens.clone(), cert, &cba_token::Resource::Exchange);
+    cba_exo::ExoClient::builder()
+        .base_url(tenant.sim.exchange_url())
+        .tenant_id(id)
+        .token_source(Arc::new(source))
+        .retry_policy(cba_http::RetryPolicy::fast())
+        .build()
+        .unwrap()
+}
+
+async fn mailbox_in(tenant: &Tenant, name: &str, department: &str) -> String {
+    let users =
+        customer_admin_exo(tenant, name).collect_all("Get-User", &params(serde_json::json!({"ResultSize": 8}))).await;
+    let users = users.unwrap();
+    let user = users.iter().find(|u| u["Department"] == department).expect("a seeded mailbox in the department");
+    user["Identity"].as_str().unwrap().to_string()
+}
+
+fn exception(e: &cba_exo::Error) -> String {
+    match e {
+        cba_exo::Error::Cmdlet { details, .. } => {
+            details.iter().map(|d| d.exception_name().to_string()).collect::<Vec<_>>().join(",")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn two_tenants_by_exchange_role_groups_read_write_in_scope_status_and_remove() {
+    let tenant = provider(2).await;
+    let home = home(&tenant).await;
+    let store = MemoryFleetStore::new();
+    let services = tenant.services(Arc::new(Recorder::default()));
+    let (first, second) = (customer(&tenant, 1), customer(&tenant, 2));
+    let group_name = format!("cba-{}", home.app_name);
+    let requests = [
+        (first.clone(), exchange_add(&tenant, &first, ExchangeRoles::Group(VIEW_ONLY.into()))),
+        (
+            second.clone(),
+            exchange_add(
+                &tenant,
+                &second,
+                ExchangeRoles::Custom {
+                    roles: vec!["Mail Recipients".into(), "View-Only Recipients".into()],
+                    write_scope: Some(SALES.into()),
+                },
+            ),
+        ),
+    ];
+    for (name, req) in &requests {
+        let report = fleet::add(&services, &store, &home, "home", Some(&admin_of(&tenant, name)), req)
+            .await
+            .unwrap_or_else(|e| panic!("add {name}: {e:?}"));
+        assert_eq!(report.state, OnboardingState::Onboarded, "{report:?}");
+        assert!(report.roles.is_empty() && report.token_wids.as_ref().is_none_or(Vec::is_empty), "{report:?}");
+        let x = report.exchange.as_ref().expect("an Exchange report");
+        assert_eq!(x.proof_cmdlet.as_deref(), Some("Get-Mailbox"), "{x:?}");
+        let sp = report.service_principal_id.clone().unwrap();
+        let state = tenant.state().await;
+        let t = state.tenant(name).unwrap();
+        assert!(t.role_assignments.is_empty(), "no Entra role in {name}: {:#?}", t.role_assignments);
+        assert_eq!(t.exchange_service_principals.len(), 1, "{:#?}", t.exchange_service_principals);
+        assert!(t.exchange_service_principals[0].object_id.eq_ignore_ascii_case(&sp));
+        assert_eq!(t.exchange_service_principals[0].app_id, home.app_id);
+        let group = t.role_groups.iter().find(|g| g.name == x.role_group).expect("the role group");
+        assert_eq!(group.members.iter().filter(|m| m.eq_ignore_ascii_case(&sp)).count(), 1, "{group:#?}");
+        let recorded = store.get().unwrap().tenant(name).unwrap().exchange.clone().expect("the entry records it");
+        assert!(recorded.service_principal_created && recorded.service_principal.eq_ignore_ascii_case(&sp));
+        assert_eq!(recorded.role_group, x.role_group);
+    }
+    let state = tenant.state().await;
+    assert!(state.tenant(&first).unwrap().management_scopes.is_empty());
+    assert_eq!(state.tenant(&second).unwrap().management_scopes.len(), 1);
+    let recorded = store.get().unwrap().tenant(&second).unwrap().exchange.clone().unwrap();
+    assert_eq!(recorded.role_group, group_name);
+    assert!(recorded.role_group_created && recorded.scope_created, "{recorded:?}");
+    assert!(!store.get().unwrap().tenant(&first).unwrap().exchange.clone().unwrap().role_group_created);
+
+    // The built-in group reads and cannot write; the custom one writes inside its scope only.
+    let app1 = app_exo_in(&tenant, &first, &home.app_id);
+    assert!(!app1.collect_all("Get-Mailbox", &params(serde_json::json!({"ResultSize": 1}))).await.unwrap().is_empty());
+    let target = mailbox_in(&tenant, &first, "Sales").await;
+    let write = params(serde_json::json!({"Identity": target, "CustomAttribute1": "x"}));
+    let write = app1.collect_all("Set-Mailbox", &write).await;
+    assert!(matches!(write, Err(cba_exo::Error::NotAllowed { .. })), "{write:?}");
+    let app2 = app_exo_in(&tenant, &second, &home.app_id);
+    let sales = mailbox_in(&tenant, &second, "Sales").await;
+    let finance = mailbox_in(&tenant, &second, "Finance").await;
+    app2.collect_all("Set-Mailbox", &params(serde_json::json!({"Identity": sales, "CustomAttribute1": "in"})))
+        .await
+        .expect("a write inside the scope");
+    let refused = app2
+        .collect_all("Set-Mailbox", &params(serde_json::json!({"Identity": finance, "CustomAttribute1": "out"})))
+        .await
+        .unwrap_err();
+    assert_eq!(exception(&refused), "RecipientOutOfWriteScopeException", "{refused:?}");
+
+    // A rerun changes nothing, in Graph or in Exchange.
+    let before = tenant.state().await;
+    for (name, req) in &requests {
+        let again = fleet::add(&services, &store, &home, "home", Some(&admin_of(&tenant, name)), req).await.unwrap();
+        let x = again.exchange.as_ref().unwrap();
+        assert!(again.created.is_empty() && x.created.is_empty(), "{again:?}");
+    }
+    let after = tenant.state().await;
+    for name in [&first, &second] {
+        let (b, a) = (before.tenant(name).unwrap(), after.tenant(name).unwrap());
+        assert_eq!(a.exchange_service_principals, b.exchange_service_principals);
+        assert_eq!(a.role_groups, b.role_groups);
+        assert_eq!(a.management_scopes, b.management_scopes);
+    }
+
+    // Status: healthy; the first tenant's links read with its admin's token, the second's unconfirmed (the
+    // token is not for that tenant), never ok.
+    let fleet = store.get().unwrap();
+    let status_request = |name: &str| fleet::StatusRequest {
+        credential: shared_identity().into(),
+        concurrency: 2,
+        tenants: None,
+        tenant_timeout: Duration::from_secs(60),
+        exchange_admin: Some(exchange_admin_of(&tenant, name)),
+    };
+    let report = fleet::status(&services, &fleet, &status_request(&first), |_| {}).await.unwrap();
+    assert_eq!((report.healthy, report.total), (2, 2), "{report:#?}");
+    let link =
+        |row: &fleet::TenantHealth, name: &str| row.exchange_links.iter().find(|c| c.check == name).map(|c| c.ok);
+    let row1 = report.tenants.iter().find(|r| r.tenant_domain.as_deref() == Some(first.as_str())).unwrap();
+    assert_eq!(link(row1, "exchange_membership"), Some(Some(true)), "{row1:#?}");
+    assert_eq!(link(row1, "exchange_access"), Some(Some(true)), "{row1:#?}");
+    let row2 = report.tenants.iter().find(|r| r.tenant_domain.as_deref() == Some(second.as_str())).unwrap();
+    assert_eq!(link(row2, "exchange_membership"), Some(None), "{row2:#?}");
+    assert_eq!(row2.exchange, Some(true), "{row2:#?}");
+
+    // The membership removed behind cba's back in the second tenant: status names it there, not in the first.
+    let sp2 = fleet.tenant(&second).unwrap().service_principal_id.clone().unwrap();
+    customer_admin_exo(&tenant, &second)
+        .collect_all(
+            "Remove-RoleGroupMember",
+            &params(serde_json::json!({"Identity": group_name, "Member": sp2, "Confirm": false})),
+        )
+        .await
+        .expect("the membership removed");
+    let report = fleet::status(&services, &fleet, &status_request(&second), |_| {}).await.unwrap();
+    assert_eq!(report.healthy, 1, "{report:#?}");
+    let row2 = report.tenants.iter().find(|r| r.tenant_domain.as_deref() == Some(second.as_str())).unwrap();
+    assert!(!row2.healthy && row2.broken().contains(&"exchange_membership".to_string()), "{row2:#?}");
+    assert_eq!(link(row2, "exchange_membership"), Some(Some(false)), "{row2:#?}");
+
+    // Remove: refused without the Exchange sign-in (nothing done), then everything cba made there goes.
+    let e = fleet::remove(
+        &services,
+        &store,
+        &home,
+        Some(&admin_of(&tenant, &second)),
+        None,
+        &shared_identity().into(),
+        &second,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, Error::Invalid { .. }) && e.to_string().contains("--exchange-admin"), "{e}");
+    assert_eq!(tenant.state().await.tenant(&second).unwrap().exchange_service_principals.len(), 1);
+    let x_admin = exchange_admin_of(&tenant, &second);
+    let removed = fleet::remove(
+        &services,
+        &store,
+        &home,
+        Some(&admin_of(&tenant, &second)),
+        Some(&x_admin),
+        &shared_identity().into(),
+        &second,
+    )
+    .await
+    .expect("remove");
+    assert!(removed.removed, "{removed:?}");
+    let x = removed.exchange.as_ref().expect("the Exchange teardown");
+    for gone in ["exchange_role_group", "exchange_scope", "exchange_service_principal"] {
+        assert!(x.removed.iter().any(|r| r == gone), "{gone}: {x:?}");
+    }
+    let state = tenant.state().await;
+    let t = state.tenant(&second).unwrap();
+    assert!(t.exchange_service_principals.is_empty(), "{:#?}", t.exchange_service_principals);
+    assert!(t.role_groups.iter().all(|g| g.built_in), "{:#?}", t.role_groups);
+    assert!(t.role_groups.iter().all(|g| !g.members.iter().any(|m| m.eq_ignore_ascii_case(&sp2))));
+    assert!(t.management_scopes.is_empty() && t.role_assignments.is_empty() && t.app_role_assignments.is_empty());
+    assert_eq!(t.custom_service_principals().count(), 0);
+    assert!(store.get().unwrap().tenant(&second).is_none());
+    // The first tenant is untouched.
+    assert_eq!(state.tenant(&first).unwrap().exchange_service_principals.len(), 1);
 }
