@@ -193,3 +193,96 @@ async fn e2e_fleet_status_does_not_wait_on_a_tenant_that_never_answers() {
     let entry = fleet["tenants"].as_array().unwrap().iter().find(|e| e["tenant_id"] == down.as_str()).unwrap().clone();
     assert_eq!(entry["last_check"]["healthy"], false, "{entry:#}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn e2e_fleet_add_with_an_exchange_role_group_status_and_remove() {
+    const VIEW_ONLY: &str = "View-Only Organization Management";
+    let t = Tenant::start(SimTenant::builder().tenant_name("provider").customer_tenants(2)).await;
+    assert_code(&t.setup(&["--multi-tenant"]), 0);
+    let (domain, id) = (t.sim.tenants()[1].domain.clone(), t.sim.tenants()[1].id.clone());
+    let exo_token = t.sim.exchange_admin_token_for(&domain).unwrap();
+    let group = ["--exchange-role-group", VIEW_ONLY, "--output", "json"];
+
+    // Without the customer admin's sign-in: refused as usage, nothing recorded.
+    let mut no_admin = add(&t, 1, false, &group);
+    no_admin.env("CBA_EXO_ADMIN_TOKEN", &exo_token);
+    let o = super::run(&mut no_admin, None);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("customer admin's sign-in"), "{}", stderr(&o));
+    assert!(!fleet_file(&t).exists());
+    // Another tenant's Exchange token: refused before any write in the tenant.
+    let mut wrong = add(&t, 1, true, &group);
+    wrong.env("CBA_EXO_ADMIN_TOKEN", t.sim.exchange_admin_token_for(&t.sim.tenants()[2].domain).unwrap());
+    let o = super::run(&mut wrong, None);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("was issued in tenant"), "{}", stderr(&o));
+    assert_eq!(t.sim.state().await.tenant(&domain).unwrap().custom_service_principals().count(), 0);
+
+    let mut ok = add(&t, 1, true, &group);
+    ok.env("CBA_EXO_ADMIN_TOKEN", &exo_token);
+    let o = super::run(&mut ok, None);
+    assert_code(&o, 0);
+    let doc = json(&o);
+    assert_eq!(doc["state"], "onboarded", "{doc:#}");
+    assert_eq!(doc["roles"], serde_json::json!([]), "no Entra role: {doc:#}");
+    assert_eq!(doc["exchange"]["role_group"], VIEW_ONLY);
+    assert_eq!(doc["exchange"]["created"], serde_json::json!(["service_principal", "membership"]));
+    assert_eq!(doc["exchange"]["proof_cmdlet"], "Get-Mailbox");
+    let sp = doc["service_principal_id"].as_str().unwrap().to_string();
+    let state = t.sim.state().await;
+    let tenant = state.tenant(&domain).unwrap();
+    assert!(tenant.role_assignments.is_empty(), "{:#?}", tenant.role_assignments);
+    assert!(tenant.exchange_service_principals.iter().any(|s| s.object_id.eq_ignore_ascii_case(&sp)));
+    let entry = fleet_json(&t)["tenants"][0].clone();
+    assert_eq!(entry["exchange"]["role_group"], VIEW_ONLY, "{entry:#}");
+    assert!(entry["exchange"]["service_principal"].as_str().unwrap().eq_ignore_ascii_case(&sp));
+
+    // A rerun makes nothing.
+    let mut again = add(&t, 1, true, &group);
+    again.env("CBA_EXO_ADMIN_TOKEN", &exo_token);
+    let o = super::run(&mut again, None);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["exchange"]["created"], serde_json::json!([]));
+
+    // Status with the customer's Exchange token: the membership read and confirmed; without it, unconfirmed.
+    let profile = t.profile();
+    let status = ["fleet", "status", "--profile", profile.to_str().unwrap(), "--output", "json"];
+    let mut with_reader = t.cmd(&status);
+    with_reader.env("CBA_EXO_ADMIN_TOKEN", &exo_token);
+    let o = super::run(&mut with_reader, None);
+    assert_code(&o, 0);
+    let row = json(&o)["tenants"][0].clone();
+    let link = |row: &serde_json::Value, name: &str| {
+        row["exchange_links"].as_array().unwrap().iter().find(|c| c["check"] == name).unwrap()["ok"].clone()
+    };
+    assert_eq!(link(&row, "exchange_membership"), true, "{row:#}");
+    assert_eq!(link(&row, "exchange_access"), true, "{row:#}");
+    let mut without = t.cmd(&status);
+    without.env_remove("CBA_EXO_ADMIN_TOKEN");
+    let o = super::run(&mut without, None);
+    assert_code(&o, 0);
+    let row = json(&o)["tenants"][0].clone();
+    assert_eq!(link(&row, "exchange_membership"), serde_json::Value::Null, "{row:#}");
+
+    // Remove: the Exchange sign-in is needed for what cba made there; with it, nothing of the app is left.
+    let fleet_arg = fleet_file(&t);
+    let remove = ["fleet", "remove", "--fleet", fleet_arg.to_str().unwrap(), "--tenant", &domain, "--output", "json"];
+    let mut refused = t.cmd(&remove);
+    refused.env("CBA_GRAPH_TOKEN", t.sim.admin_token_for(&domain).unwrap()).env_remove("CBA_EXO_ADMIN_TOKEN");
+    let o = super::run(&mut refused, None);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("--exchange-admin"), "{}", stderr(&o));
+    let mut removed = t.cmd(&remove);
+    removed.env("CBA_GRAPH_TOKEN", t.sim.admin_token_for(&domain).unwrap()).env("CBA_EXO_ADMIN_TOKEN", &exo_token);
+    let o = super::run(&mut removed, None);
+    assert_code(&o, 0);
+    let doc = json(&o);
+    assert_eq!(doc["removed"], true, "{doc:#}");
+    assert!(doc["exchange"]["removed"].as_array().unwrap().iter().any(|r| r == "exchange_service_principal"));
+    let state = t.sim.state().await;
+    let tenant = state.tenant(&id).unwrap();
+    assert!(tenant.exchange_service_principals.is_empty(), "{:#?}", tenant.exchange_service_principals);
+    assert!(tenant.role_groups.iter().all(|g| !g.members.iter().any(|m| m.eq_ignore_ascii_case(&sp))));
+    assert_eq!(tenant.custom_service_principals().count(), 0);
+    assert!(fleet_json(&t)["tenants"].as_array().unwrap().is_empty());
+}
