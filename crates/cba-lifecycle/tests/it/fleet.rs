@@ -717,3 +717,69 @@ async fn two_tenants_by_exchange_role_groups_read_write_in_scope_status_and_remo
     // The first tenant is untouched.
     assert_eq!(state.tenant(&first).unwrap().exchange_service_principals.len(), 1);
 }
+
+#[tokio::test]
+async fn an_exchange_add_killed_at_every_step_converges_and_remove_still_takes_what_cba_made() {
+    let custom = || ExchangeRoles::Custom {
+        roles: vec!["Mail Recipients".into(), "View-Only Recipients".into()],
+        write_scope: Some(SALES.into()),
+    };
+    let steps = {
+        let tenant = provider(1).await;
+        let home = home(&tenant).await;
+        let recorder = Arc::new(Recorder::default());
+        let services = tenant.services(recorder.clone());
+        let name = customer(&tenant, 1);
+        let req = exchange_add(&tenant, &name, custom());
+        fleet::add(&services, &MemoryFleetStore::new(), &home, "home", Some(&admin_of(&tenant, &name)), &req)
+            .await
+            .expect("add");
+        recorder.steps()
+    };
+    assert!(steps >= 8, "{steps} progress steps");
+    for kill_at in 1..=steps {
+        let tenant = Arc::new(provider(1).await);
+        let home = home(&tenant).await;
+        let store = Arc::new(MemoryFleetStore::new());
+        let name = customer(&tenant, 1);
+        let req = exchange_add(&tenant, &name, custom());
+        let run = {
+            let (tenant, store, home, name, req) =
+                (tenant.clone(), store.clone(), home.clone(), name.clone(), req.clone());
+            tokio::spawn(async move {
+                let services = tenant.services(Arc::new(Recorder::killer(kill_at)));
+                let admin = admin_of(&tenant, &name);
+                fleet::add(&services, store.as_ref(), &home, "home", Some(&admin), &req).await.map(drop)
+            })
+        };
+        assert!(run.await.is_err(), "killed at step {kill_at}");
+        let services = tenant.services(Arc::new(Recorder::default()));
+        let report = fleet::add(&services, store.as_ref(), &home, "home", Some(&admin_of(&tenant, &name)), &req)
+            .await
+            .unwrap_or_else(|e| panic!("rerun after a kill at step {kill_at}: {e:?}"));
+        assert_eq!(report.state, OnboardingState::Onboarded, "kill at {kill_at}");
+        let sp = report.service_principal_id.clone().unwrap();
+        let state = tenant.state().await;
+        let t = state.tenant(&name).unwrap();
+        assert_eq!(t.exchange_service_principals.len(), 1, "kill at {kill_at}");
+        let custom_groups: Vec<_> = t.role_groups.iter().filter(|g| !g.built_in).collect();
+        assert_eq!(custom_groups.len(), 1, "kill at {kill_at}: {custom_groups:#?}");
+        assert_eq!(custom_groups[0].members.iter().filter(|m| m.eq_ignore_ascii_case(&sp)).count(), 1);
+        assert_eq!(t.management_scopes.len(), 1, "kill at {kill_at}");
+        assert!(t.role_assignments.is_empty(), "kill at {kill_at}");
+        let recorded = store.get().unwrap().tenant(&name).unwrap().exchange.clone().unwrap();
+        assert!(
+            recorded.service_principal_created && recorded.role_group_created && recorded.scope_created,
+            "kill at {kill_at}: what cba made is still known as made by cba: {recorded:?}"
+        );
+        let x_admin = exchange_admin_of(&tenant, &name);
+        let id: cba_lifecycle::Credential = shared_identity().into();
+        fleet::remove(&services, store.as_ref(), &home, Some(&admin_of(&tenant, &name)), Some(&x_admin), &id, &name)
+            .await
+            .unwrap_or_else(|e| panic!("remove after a kill at step {kill_at}: {e:?}"));
+        let state = tenant.state().await;
+        let t = state.tenant(&name).unwrap();
+        assert!(t.exchange_service_principals.is_empty() && t.management_scopes.is_empty(), "kill at {kill_at}");
+        assert!(t.role_groups.iter().all(|g| g.built_in), "kill at {kill_at}");
+    }
+}
