@@ -613,14 +613,8 @@ async fn exchange_admin_in(
     if let Some(tid) = exchange_roles::admin_token_tenant(credential)
         && !tid.eq_ignore_ascii_case(tenant_id)
     {
-        return Err(Error::Invalid {
-            what: "Exchange admin token",
-            value: "[redacted]".into(),
-            reason: format!(
-                "it was issued in tenant {tid}, not in {named} ({tenant_id}): get the customer administrator's \
-                 Exchange token (CBA_EXO_ADMIN_TOKEN) for that tenant, or sign in with --exchange-admin device-code"
-            ),
-        });
+        // The Exchange token (CBA_EXO_ADMIN_TOKEN) of another tenant: nothing is sent with it.
+        return Err(Error::WrongTenant { expected: format!("{named} ({tenant_id})"), actual: tid });
     }
     services.progress.stage(format!("the customer administrator's Exchange Online sign-in ({named})"));
     exchange_roles::admin_client(services, credential, tenant_id, wait).await

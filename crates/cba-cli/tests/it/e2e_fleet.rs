@@ -214,9 +214,10 @@ async fn e2e_fleet_add_with_an_exchange_role_group_status_and_remove() {
     let mut wrong = add(&t, 1, true, &group);
     wrong.env("CBA_EXO_ADMIN_TOKEN", t.sim.exchange_admin_token_for(&t.sim.tenants()[2].domain).unwrap());
     let o = super::run(&mut wrong, None);
-    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("was issued in tenant"), "{}", stderr(&o));
+    assert_code(&o, 4);
+    assert!(stderr(&o).contains("nothing was changed"), "{}", stderr(&o));
     assert_eq!(t.sim.state().await.tenant(&domain).unwrap().custom_service_principals().count(), 0);
+    assert!(!fleet_file(&t).exists(), "nothing recorded");
 
     let mut ok = add(&t, 1, true, &group);
     ok.env("CBA_EXO_ADMIN_TOKEN", &exo_token);
