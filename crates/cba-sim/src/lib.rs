@@ -29,5 +29,5 @@ pub use inspect::{
     StateSnapshot, TenantSnapshot,
 };
 pub use keyvault::VaultCertificateSnapshot;
-pub use tenant_faults::TenantFault;
 pub use sim::{ConnectionInfo, SeededApp, SimError, SimTenant, SimTenantBuilder, TenantInfo};
+pub use tenant_faults::TenantFault;

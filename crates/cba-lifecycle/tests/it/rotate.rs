@@ -11,7 +11,13 @@ const DAY: Duration = Duration::from_secs(86_400);
 const STABLE: &str = "contoso-exo.pfx";
 
 fn request() -> RotateRequest {
-    RotateRequest { if_expiring_within: None, days: 365, wait: Duration::from_secs(120), overlap: 7 * DAY, prove_in: Vec::new() }
+    RotateRequest {
+        if_expiring_within: None,
+        days: 365,
+        wait: Duration::from_secs(120),
+        overlap: 7 * DAY,
+        prove_in: Vec::new(),
+    }
 }
 
 fn registered(state: &cba_sim::StateSnapshot) -> Vec<String> {
