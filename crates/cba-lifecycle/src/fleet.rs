@@ -1045,6 +1045,16 @@ async fn check_tenant(
     } else if row.role.is_none() {
         row.detail = "the token carries no `wids`: the role cannot be confirmed".into();
     }
+    // Least privilege: with a role group and no Entra role kept, an Entra role in the token undoes it.
+    let extra_wids = claims.wids.as_ref().filter(|w| !w.is_empty());
+    if let (Some(_), true, Some(wids), Some(true)) = (&tenant.exchange, role_ids.is_empty(), extra_wids, row.grant) {
+        row.role = Some(false);
+        row.detail = format!(
+            "the token carries Entra directory roles (wids [{}]) besides the Exchange role group: remove the role \
+             assignment in that tenant, or keep it on purpose (fleet add --role R --keep-entra-role)",
+            wids.join(", ")
+        );
+    }
     let tokens: Arc<dyn cba_exo::TokenSource> = Arc::new(cba_http::StaticToken::new(token.secret()));
     if let Some(recorded) = &tenant.exchange {
         exchange_links(services, http, app_id, request, tenant, recorded, tokens, &mut row).await;

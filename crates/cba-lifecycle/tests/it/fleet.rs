@@ -675,6 +675,27 @@ async fn two_tenants_by_exchange_role_groups_read_write_in_scope_status_and_remo
     assert!(!row2.healthy && row2.broken().contains(&"exchange_membership".to_string()), "{row2:#?}");
     assert_eq!(link(row2, "exchange_membership"), Some(Some(false)), "{row2:#?}");
 
+    // An Entra role assigned by hand in the first tenant, besides its role group: status says so.
+    let sp1 = fleet.tenant(&first).unwrap().service_principal_id.clone().unwrap();
+    let assigned = cba_token::reqwest::Client::new()
+        .post(format!("{}/v1.0/roleManagement/directory/roleAssignments", tenant.sim.graph_url()))
+        .bearer_auth(tenant.sim.admin_token_for(&first).unwrap())
+        .json(&serde_json::json!({
+            "principalId": sp1,
+            "roleDefinitionId": EXCHANGE_ADMINISTRATOR.template_id,
+            "directoryScopeId": "/"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(assigned.status().is_success(), "{}", assigned.status());
+    tokio::time::sleep(LAG * 2).await;
+    let fresh = tenant.services(Arc::new(Recorder::default()));
+    let report = fleet::status(&fresh, &fleet, &status_request(&first), |_| {}).await.unwrap();
+    let row1 = report.tenants.iter().find(|r| r.tenant_domain.as_deref() == Some(first.as_str())).unwrap();
+    assert!(!row1.healthy && row1.role == Some(false), "{row1:#?}");
+    assert!(row1.detail.contains("besides the Exchange role group"), "{row1:#?}");
+
     // Remove: refused without the Exchange sign-in (nothing done), then everything cba made there goes.
     let e = fleet::remove(
         &services,
