@@ -17,7 +17,15 @@ use crate::{consent, ids, login};
 
 /// `[{"tenant_id","tenant_domain","admin_token"}]`, the provider (primary tenant) first. Admin tokens are
 /// reused while more than half their lifetime is left: a thousand fresh RSA signatures would take a second.
-pub(crate) fn tenants(shared: &Shared) -> Reply {
+/// With `?exchange=true` each entry also has `exchange_admin_token`, the admin's delegated Exchange token
+/// (for `CBA_EXO_ADMIN_TOKEN`; signed per call, so only when asked).
+pub(crate) fn tenants(shared: &Shared, request: &Request) -> Reply {
+    let query = crate::http::query(request);
+    let exchange = match crate::http::param(&query, "exchange") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return sim_error(400, &format!("exchange must be true or false, not {other:?}")),
+    };
     let mut state = shared.lock();
     let now = shared.clock.now_secs();
     let half_life = shared.knobs.token_lifetime_secs / 2;
@@ -35,7 +43,11 @@ pub(crate) fn tenants(shared: &Shared) -> Reply {
             }
         };
         let tenant = &state.tenants[index];
-        out.push(json!({"tenant_id": tenant.id, "tenant_domain": tenant.domain, "admin_token": token}));
+        let mut entry = json!({"tenant_id": tenant.id, "tenant_domain": tenant.domain, "admin_token": token});
+        if exchange {
+            entry["exchange_admin_token"] = Value::String(crate::exchange::admin_token(shared, tenant));
+        }
+        out.push(entry);
     }
     Reply::json(200, &Value::Array(out))
 }

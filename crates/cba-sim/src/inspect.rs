@@ -407,7 +407,7 @@ pub(crate) fn handle(shared: &Shared, request: &Request, segments: &[String]) ->
                 None => sim_error(400, "body must be {\"advance_secs\": <integer>}"),
             }
         }
-        ("GET", ["tenants"]) => crate::fleet_routes::tenants(shared),
+        ("GET", ["tenants"]) => crate::fleet_routes::tenants(shared, request),
         ("GET", ["consents"]) => crate::fleet_routes::pending_consents(shared),
         ("POST", ["consent"]) => crate::fleet_routes::approve_consent(shared, request),
         ("POST", ["tenant-fault"]) => crate::fleet_routes::tenant_fault(shared, request),

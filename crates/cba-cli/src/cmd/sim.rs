@@ -21,7 +21,7 @@ CBA_EXO_ADMIN_TOKEN), keyvault_url (the simulated Key Vault: --key <keyvault_url
 identity_endpoint and identity_header (its managed identity: set them as IDENTITY_ENDPOINT and IDENTITY_HEADER
 for a vault token). Inspect the sim with
 GET <graph_url>/_sim/state and GET <graph_url>/_sim/requests; GET <graph_url>/_sim/tenants lists every
-tenant with its admin token, the provider first.";
+tenant with its admin token, the provider first (with ?exchange=true also its exchange_admin_token).";
 
 /// Exchange Administrator's role template id (docs/wire-formats.md §1).
 const EXCHANGE_ADMINISTRATOR: &str = "29232cdf-9323-42fd-ade2-1d097af3e4de";

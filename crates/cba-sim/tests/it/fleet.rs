@@ -83,6 +83,27 @@ async fn customer_tenants_are_listed_provider_first_with_working_admin_tokens() 
     // The same tokens come back on a second call (minting a thousand costs a second of RSA).
     let (_, again) = json_of(client().get(format!("{}/_sim/tenants", sim.graph_url())).send().await.unwrap()).await;
     assert_eq!(again[3]["admin_token"], list[3]["admin_token"]);
+
+    // ?exchange=true adds each admin's delegated Exchange token, which InvokeCommand takes in that tenant only.
+    let url = format!("{}/_sim/tenants?exchange=true", sim.graph_url());
+    let (status, with_exchange) = json_of(client().get(url).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{with_exchange}");
+    let customer = &with_exchange[2];
+    let token = customer["exchange_admin_token"].as_str().expect("exchange_admin_token");
+    let invoke = |tenant: &str| {
+        client()
+            .post(format!("{}/adminapi/beta/{tenant}/InvokeCommand", sim.exchange_url()))
+            .bearer_auth(token)
+            .header("X-AnchorMailbox", format!("UPN:admin@{}", customer["tenant_domain"].as_str().unwrap()))
+            .json(&json!({"CmdletInput": {"CmdletName": "Get-RoleGroup", "Parameters": {}}}))
+            .send()
+    };
+    let (status, body) = json_of(invoke(customer["tenant_id"].as_str().unwrap()).await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = json_of(invoke(sim.tenant_id()).await.unwrap()).await;
+    assert_eq!(status, 401, "another tenant's path");
+    let url = format!("{}/_sim/tenants?exchange=yes", sim.graph_url());
+    assert_eq!(client().get(url).send().await.unwrap().status(), 400);
 }
 
 #[tokio::test]
