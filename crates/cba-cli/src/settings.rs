@@ -307,8 +307,10 @@ pub struct Credentials {
     pub tenant: Option<String>,
     pub client_id: Option<String>,
     pub cert: Option<PathBuf>,
-    /// A key in a PKCS#11 token (`--key pkcs11:…`), instead of `cert`.
+    /// A key in a PKCS#11 token (`--key pkcs11:…`) or a Key Vault, instead of `cert`.
     pub key: Option<String>,
+    /// `--pkcs11-module`: the module for a `pkcs11:` key (else the URI's module-path, else CBA_PKCS11_MODULE).
+    pub pkcs11_module: Option<PathBuf>,
     pub cloud: Option<Cloud>,
     pub authority_host: Option<String>,
     pub send_x5c: Option<bool>,
@@ -334,6 +336,7 @@ impl Credentials {
             // A token key's `path` is only its `.cer`: the key signs, in the token.
             cert: profile.certificate.key.is_none().then(|| profile.certificate.path.clone()),
             key: profile.certificate.key.clone(),
+            pkcs11_module: None,
             cloud: profile.cloud.parse().ok(),
             authority_host: non_empty(&profile.endpoints.login),
             send_x5c: None,
@@ -348,6 +351,7 @@ impl Credentials {
             client_id: var("AZURE_CLIENT_ID"),
             cert: var("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from),
             key: None,
+            pkcs11_module: None,
             cloud: None,
             authority_host: var("AZURE_AUTHORITY_HOST"),
             send_x5c: var("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN")
@@ -368,6 +372,7 @@ impl Credentials {
             client_id: self.client_id.or(fallback.client_id),
             cert,
             key,
+            pkcs11_module: self.pkcs11_module.or(fallback.pkcs11_module),
             cloud: self.cloud.or(fallback.cloud),
             authority_host: self.authority_host.or(fallback.authority_host),
             send_x5c: self.send_x5c.or(fallback.send_x5c),

@@ -100,9 +100,13 @@ pub struct ConnectionArgs {
     pub app: AppArgs,
     /// The app's key in a PKCS#11 token or a Key Vault instead of --cert: pkcs11:token=…;object=… or
     /// https://VAULT.vault.azure.net/certificates/NAME (docs/keys.md; the PKCS#11 module from the URI's
-    /// module-path or CBA_PKCS11_MODULE).
+    /// module-path, --pkcs11-module or CBA_PKCS11_MODULE).
     #[arg(long, value_name = "URI", conflicts_with = "cert")]
     pub key: Option<String>,
+    /// The PKCS#11 module (shared library) for --key or the profile's key [env: CBA_PKCS11_MODULE; or the
+    /// URI's module-path].
+    #[arg(long, value_name = "PATH")]
+    pub pkcs11_module: Option<std::path::PathBuf>,
     /// The Microsoft cloud: global, usgov-high, usgov-dod or china.
     #[arg(long, value_name = "CLOUD", value_parser = crate::settings::parse_cloud)]
     pub cloud: Option<cba_token::Cloud>,
@@ -147,6 +151,7 @@ fn connect(conn: &ConnectionArgs) -> anyhow::Result<Connection> {
         cloud: conn.cloud,
         authority_host: conn.authority_host.clone(),
         key: conn.key.clone(),
+        pkcs11_module: conn.pkcs11_module.clone(),
         ..Credentials::from_app_args(&conn.app)
     };
     let creds = flags

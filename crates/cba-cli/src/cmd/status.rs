@@ -58,9 +58,13 @@ pub struct Args {
     pub app: AppArgs,
     /// The app's key in a PKCS#11 token or a Key Vault instead of --cert: pkcs11:token=…;object=… or
     /// https://VAULT.vault.azure.net/certificates/NAME (docs/keys.md; the PKCS#11 module from the URI's
-    /// module-path or CBA_PKCS11_MODULE).
+    /// module-path, --pkcs11-module or CBA_PKCS11_MODULE).
     #[arg(long, value_name = "URI", conflicts_with = "cert")]
     pub key: Option<String>,
+    /// The PKCS#11 module (shared library) for --key or the profile's key [env: CBA_PKCS11_MODULE; or the
+    /// URI's module-path].
+    #[arg(long, value_name = "PATH")]
+    pub pkcs11_module: Option<PathBuf>,
     /// The Entra role(s) the app should hold (repeatable; case-insensitive) [default: the profile's, else
     /// Exchange Administrator].
     #[arg(long = "role", value_name = "NAME")]
@@ -93,6 +97,8 @@ pub struct Target {
     pub cert_path: PathBuf,
     /// The key is in a PKCS#11 token (a profile's `certificate.key`): `cert_path` is then only its `.cer`.
     pub key: Option<String>,
+    /// `--pkcs11-module`, for a `pkcs11:` key.
+    pub pkcs11_module: Option<PathBuf>,
     /// The thumbprint the profile expects the file to hold (without a profile: whatever the file holds).
     pub expected_thumbprint: Option<String>,
     pub roles: Vec<Role>,
@@ -113,6 +119,7 @@ impl Target {
             app_object_id: non_empty(&p.app_object_id),
             cert_path: p.certificate.path.clone(),
             key: p.certificate.key.clone(),
+            pkcs11_module: None,
             expected_thumbprint: Some(p.certificate.thumbprint_sha1.clone()),
             // An Exchange role group instead of an Entra role: no role to find.
             roles: if roles.is_empty() && p.exchange.is_none() {
@@ -131,7 +138,11 @@ impl Target {
         profile: Option<&Profile>,
         env: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Target> {
-        let flags = Credentials { key: args.key.clone(), ..Credentials::from_app_args(&args.app) };
+        let flags = Credentials {
+            key: args.key.clone(),
+            pkcs11_module: args.pkcs11_module.clone(),
+            ..Credentials::from_app_args(&args.app)
+        };
         let creds = flags.or(profile.map(Credentials::from_profile).unwrap_or_default()).or(Credentials::from_env(env));
         let missing: Vec<&str> = [
             (creds.tenant.is_none(), "--tenant (AZURE_TENANT_ID)"),
@@ -165,6 +176,7 @@ impl Target {
                 app_object_id: None,
                 cert_path: PathBuf::new(),
                 key: None,
+                pkcs11_module: None,
                 expected_thumbprint: None,
                 roles: vec![wellknown::EXCHANGE_ADMINISTRATOR],
                 exchange: None,
@@ -184,6 +196,7 @@ impl Target {
         target.app_id = app_id.trim().to_string();
         target.cert_path = cert_path;
         target.key = key;
+        target.pkcs11_module = creds.pkcs11_module.clone();
         if !args.roles.is_empty() {
             target.roles.clear();
             for name in &args.roles {
@@ -262,7 +275,7 @@ pub async fn execute(s: &Settings) -> anyhow::Result<StatusReport> {
     let t = &s.target;
     let path = &t.cert_path;
     let (location, loaded) = match &t.key {
-        Some(uri) => (uri.clone(), token_credential(uri).map_err(|e| format!("{e:#}"))),
+        Some(uri) => (uri.clone(), token_credential(uri, t.pkcs11_module.as_deref()).map_err(|e| format!("{e:#}"))),
         None => (
             path.display().to_string(),
             crate::fsutil::read(path)
@@ -315,8 +328,8 @@ pub async fn execute(s: &Settings) -> anyhow::Result<StatusReport> {
 }
 
 /// The key in the token and the certificate stored beside it.
-fn token_credential(uri: &str) -> anyhow::Result<cba_lifecycle::Credential> {
-    let key = crate::keyvault::open_key(uri, None)?;
+fn token_credential(uri: &str, module: Option<&std::path::Path>) -> anyhow::Result<cba_lifecycle::Credential> {
+    let key = crate::keyvault::open_key(uri, module)?;
     Ok(cba_lifecycle::Credential::with_signer(key.certificate, key.signer))
 }
 

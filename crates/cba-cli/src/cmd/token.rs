@@ -126,6 +126,7 @@ impl Credentials {
             client_id: args.app.client_id.clone(),
             cert: args.app.cert.clone(),
             key: args.key.key.clone(),
+            pkcs11_module: args.key.pkcs11_module.clone(),
             cloud: args.cloud,
             authority_host: args.authority_host.clone(),
             send_x5c: args.send_x5c.then_some(true),
@@ -160,7 +161,7 @@ impl Settings {
         let tenant = creds.tenant.ok_or_else(|| missing("tenant", "--tenant", "AZURE_TENANT_ID"))?;
         let client_id = creds.client_id.ok_or_else(|| missing("client id", "--client-id", "AZURE_CLIENT_ID"))?;
         let source = match (creds.key, creds.cert) {
-            (Some(uri), _) => CertSource::Token { uri, module: None },
+            (Some(uri), _) => CertSource::Token { uri, module: creds.pkcs11_module },
             (None, Some(path)) => CertSource::File(path),
             (None, None) => {
                 return Err(missing("certificate", "--cert (or --key)", "AZURE_CLIENT_CERTIFICATE_PATH"));
@@ -218,10 +219,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<()> {
         .map(|p| Credentials::from_profile(&p))
         .unwrap_or_default();
     let creds = Credentials::from_flags(&args).or(from_profile).or(Credentials::from_env(|k| std::env::var(k).ok()));
-    let mut settings = Settings::resolve(creds, args.resource.clone().unwrap_or_default(), args.alg, args.no_cache)?;
-    if let CertSource::Token { module, .. } = &mut settings.source {
-        module.clone_from(&args.key.pkcs11_module);
-    }
+    let settings = Settings::resolve(creds, args.resource.clone().unwrap_or_default(), args.alg, args.no_cache)?;
 
     if args.print_assertion {
         let cert = load_certificate(&settings, &args.app.password)?;

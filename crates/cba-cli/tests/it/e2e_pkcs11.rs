@@ -265,6 +265,21 @@ async fn e2e_pkcs11_setup_with_a_token_key_then_token_and_status_from_the_profil
     let o = with_token(&["exo", "check", "--profile", profile_arg, "--output", "json"]);
     assert_code(&o, 0);
 
+    // Without CBA_PKCS11_MODULE, --pkcs11-module names the module for status and exo, as for token.
+    let without_env = |args: &[&str]| {
+        let mut cmd = t.cmd(args);
+        cmd.env("SOFTHSM2_CONF", &h.conf).env_remove("CBA_PKCS11_MODULE").env("CBA_PKCS11_PIN", PIN);
+        run(&mut cmd, None)
+    };
+    let o = without_env(&["status", "--profile", profile_arg, "--output", "json"]);
+    assert_ne!(o.status.code(), Some(0), "no module named: {}", stdout(&o));
+    assert!(format!("{}{}", stdout(&o), stderr(&o)).contains("PKCS#11 module"), "{}", stderr(&o));
+    let o = without_env(&["status", "--profile", profile_arg, "--pkcs11-module", MODULE, "--output", "json"]);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["ok"], true, "{}", stdout(&o));
+    let o = without_env(&["exo", "check", "--profile", profile_arg, "--pkcs11-module", MODULE, "--no-cache"]);
+    assert_code(&o, 0);
+
     // Teardown deletes the .cer it wrote and nothing in the token.
     let o = with_token(&["teardown", "--profile", profile_arg, "--yes", "--delete-files"]);
     assert_code(&o, 0);
