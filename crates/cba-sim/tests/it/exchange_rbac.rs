@@ -1,5 +1,5 @@
 //! Exchange RBAC over InvokeCommand: service principals, role groups, scopes, membership, who may call what
-//! (/work/briefs/rbac-contract.md; docs/wire-formats.md §10).
+//! (docs/wire-formats.md §10 and its "Exchange RBAC" section).
 
 use std::time::Duration;
 
