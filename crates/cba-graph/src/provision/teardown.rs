@@ -8,6 +8,35 @@ use crate::model::Deleted;
 use crate::wellknown::role_by_template_id;
 use crate::{Error, GraphClient, Replication};
 
+/// Delete a service principal's app-role grants and directory role assignments, all at once (two lists, then
+/// every delete in parallel): what was deleted or already gone, by step and id.
+pub(super) async fn delete_links(
+    client: &GraphClient,
+    sp_id: &str,
+    sp_object: &str,
+    replication: Replication,
+) -> Result<Vec<(Step, Deleted, String)>, Error> {
+    let (grants, assignments) = tokio::try_join!(
+        client.list_app_role_assignments(sp_id, replication),
+        client.list_directory_role_assignments(sp_id, replication),
+    )
+    .map_err(|e| e.in_step(Step::Grant, sp_object.to_string()))?;
+    let grant_deletes = try_join_all(grants.iter().map(|g| async {
+        let outcome = client.delete_app_role_assignment(&g.resource_id, &g.id).await?;
+        Ok::<_, Error>((Step::Grant, outcome, g.id.clone()))
+    }));
+    let role_deletes = try_join_all(assignments.iter().map(|a| async {
+        let role = role_by_template_id(&a.role_definition_id)
+            .map(|r| r.name.to_string())
+            .unwrap_or_else(|| a.role_definition_id.clone());
+        let outcome = client.delete_directory_role_assignment(&a.id).await?;
+        Ok::<_, Error>((Step::RoleAssignment { role }, outcome, a.id.clone()))
+    }));
+    let (grant_results, role_results) =
+        tokio::try_join!(grant_deletes, role_deletes).map_err(|e| e.in_step(Step::Grant, sp_object.to_string()))?;
+    Ok(grant_results.into_iter().chain(role_results).collect())
+}
+
 /// What [`teardown`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TeardownOutcome {
@@ -75,28 +104,11 @@ pub async fn teardown_with(
         Some(sp) => {
             depth += 2;
             let sp_object = format!("service principal {} of {object}", sp.id);
-            let (grants, assignments) = tokio::try_join!(
-                client.list_app_role_assignments(&sp.id, Replication::Expected),
-                client.list_directory_role_assignments(&sp.id, Replication::Expected),
-            )
-            .map_err(|e| e.in_step(Step::Grant, sp_object.clone()))?;
-            let grant_deletes = try_join_all(grants.iter().map(|g| async {
-                let outcome = client.delete_app_role_assignment(&g.resource_id, &g.id).await?;
-                Ok::<_, Error>((Step::Grant, outcome, g.id.clone()))
-            }));
-            let role_deletes = try_join_all(assignments.iter().map(|a| async {
-                let role = role_by_template_id(&a.role_definition_id)
-                    .map(|r| r.name.to_string())
-                    .unwrap_or_else(|| a.role_definition_id.clone());
-                let outcome = client.delete_directory_role_assignment(&a.id).await?;
-                Ok::<_, Error>((Step::RoleAssignment { role }, outcome, a.id.clone()))
-            }));
-            let (grant_results, role_results) =
-                tokio::try_join!(grant_deletes, role_deletes).map_err(|e| e.in_step(Step::Grant, sp_object.clone()))?;
-            if grant_results.is_empty() {
+            let links = delete_links(client, &sp.id, &sp_object, Replication::Expected).await?;
+            if !links.iter().any(|(step, _, _)| *step == Step::Grant) {
                 record(Step::Grant, Deleted::AlreadyGone, "");
             }
-            for (step, outcome, id) in grant_results.into_iter().chain(role_results) {
+            for (step, outcome, id) in links {
                 record(step, outcome, &id);
             }
             depth += 1;

@@ -2,7 +2,6 @@
 //! by appId: the consent), the Exchange.ManageAsApp grant and the directory roles, all in that tenant with
 //! its administrator's Graph token. The app itself, and its certificates, stay in the provider's tenant.
 
-use futures::future::try_join_all;
 use serde::Serialize;
 
 use super::{
@@ -10,7 +9,7 @@ use super::{
     ensure_service_principal, exchange_service_principal, manage_as_app_grant,
 };
 use crate::model::Deleted;
-use crate::wellknown::{Role, role_by_template_id};
+use crate::wellknown::Role;
 use crate::{Error, GraphClient, Replication};
 
 /// What [`onboard_tenant`] left in place in the customer's tenant.
@@ -157,25 +156,9 @@ pub async fn remove_from_tenant(
         return Ok(TenantRemoval { removed, already_gone: gone, requests: client.requests_sent() - start });
     };
     let sp_object = format!("service principal {} of {object}", sp.id);
-    let (grants, assignments) = tokio::try_join!(
-        client.list_app_role_assignments(&sp.id, Replication::NotExpected),
-        client.list_directory_role_assignments(&sp.id, Replication::NotExpected),
-    )
-    .map_err(|e| e.in_step(Step::Grant, sp_object.clone()))?;
-    let grant_deletes = try_join_all(grants.iter().map(|g| async {
-        let outcome = client.delete_app_role_assignment(&g.resource_id, &g.id).await?;
-        Ok::<_, Error>((Step::Grant, outcome, g.id.clone()))
-    }));
-    let role_deletes = try_join_all(assignments.iter().map(|a| async {
-        let role = role_by_template_id(&a.role_definition_id)
-            .map(|r| r.name.to_string())
-            .unwrap_or_else(|| a.role_definition_id.clone());
-        let outcome = client.delete_directory_role_assignment(&a.id).await?;
-        Ok::<_, Error>((Step::RoleAssignment { role }, outcome, a.id.clone()))
-    }));
-    let (grant_results, role_results) =
-        tokio::try_join!(grant_deletes, role_deletes).map_err(|e| e.in_step(Step::Grant, sp_object.clone()))?;
-    for (step, outcome, id) in grant_results.into_iter().chain(role_results) {
+    for (step, outcome, id) in
+        super::teardown::delete_links(client, &sp.id, &sp_object, Replication::NotExpected).await?
+    {
         record(step, outcome, &id);
     }
     let outcome =
