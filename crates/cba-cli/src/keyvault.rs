@@ -266,7 +266,12 @@ impl cba_lifecycle::KeyStore for VaultKeys {
 
     fn promote(&self, pending: &CertificateRef, current: &CertificateRef) -> Result<Promoted, cba_http::BoxError> {
         let stable = &current.path;
-        let holds = crate::cmd::rotate::cer_holds;
+        let holds = |p: &Path, thumbprint: &str| {
+            std::fs::read(p)
+                .ok()
+                .and_then(|der| Certificate::from_der(&der).ok())
+                .is_some_and(|c| c.thumbprint_sha1_hex().eq_ignore_ascii_case(thumbprint))
+        };
         // 1. The current .cer is kept under a dated name (found again after an interruption).
         let old = self.get(&self.url_of(current)?)?.certificate;
         let date = old.not_before().date();
@@ -290,7 +295,27 @@ impl cba_lifecycle::KeyStore for VaultKeys {
         }
         let kept = kept.ok_or("no free dated name for the old .cer")?;
         // 2. The stable path gets the new certificate in one rename.
-        crate::cmd::rotate::install_cer(pending, current, stable, kept)
+        if pending.path.exists() {
+            if !holds(&pending.path, &pending.thumbprint_sha1) {
+                return Err(format!(
+                    "{} does not hold the new certificate {}",
+                    pending.path.display(),
+                    pending.thumbprint_sha1
+                )
+                .into());
+            }
+            std::fs::rename(&pending.path, stable)
+                .map_err(|e| format!("cannot rename {} to {}: {e}", pending.path.display(), stable.display()))?;
+        }
+        if !holds(stable, &pending.thumbprint_sha1) {
+            return Err(
+                format!("{} does not hold the new certificate {}", stable.display(), pending.thumbprint_sha1).into()
+            );
+        }
+        Ok(Promoted {
+            current: CertificateRef { path: stable.clone(), cer_path: current.cer_path.clone(), ..pending.clone() },
+            retired: CertificateRef { path: kept, ..current.clone() },
+        })
     }
 
     fn discard(&self, reference: &CertificateRef) -> Result<(), cba_http::BoxError> {

@@ -414,38 +414,7 @@ impl TokenKeys {
 }
 
 /// Whether the DER certificate at `path` has this thumbprint.
-/// Step 2 of promoting a key kept elsewhere (a token or a vault): the stable `.cer` path gets the new
-/// certificate in one rename (idempotent: an interrupted run may have done it), the old one having been kept
-/// at `kept`.
-pub(crate) fn install_cer(
-    pending: &CertificateRef,
-    current: &CertificateRef,
-    stable: &Path,
-    kept: PathBuf,
-) -> Result<Promoted, cba_http::BoxError> {
-    if pending.path.exists() {
-        if !cer_holds(&pending.path, &pending.thumbprint_sha1) {
-            return Err(format!(
-                "{} does not hold the new certificate {}",
-                pending.path.display(),
-                pending.thumbprint_sha1
-            )
-            .into());
-        }
-        replace(&pending.path, stable)?;
-    }
-    if !cer_holds(stable, &pending.thumbprint_sha1) {
-        return Err(
-            format!("{} does not hold the new certificate {}", stable.display(), pending.thumbprint_sha1).into()
-        );
-    }
-    Ok(Promoted {
-        current: CertificateRef { path: stable.to_path_buf(), cer_path: current.cer_path.clone(), ..pending.clone() },
-        retired: CertificateRef { path: kept, ..current.clone() },
-    })
-}
-
-pub(crate) fn cer_holds(path: &Path, thumbprint: &str) -> bool {
+fn cer_holds(path: &Path, thumbprint: &str) -> bool {
     fs::read(path)
         .ok()
         .and_then(|der| Certificate::from_der(&der).ok())
@@ -526,7 +495,27 @@ impl KeyStore for TokenKeys {
                 kept
             }
         };
-        install_cer(pending, current, stable, kept)
+        // 2. The stable path gets the new certificate in one rename.
+        if pending.path.exists() {
+            if !cer_holds(&pending.path, &pending.thumbprint_sha1) {
+                return Err(format!(
+                    "{} does not hold the new certificate {}",
+                    pending.path.display(),
+                    pending.thumbprint_sha1
+                )
+                .into());
+            }
+            replace(&pending.path, stable)?;
+        }
+        if !cer_holds(stable, &pending.thumbprint_sha1) {
+            return Err(
+                format!("{} does not hold the new certificate {}", stable.display(), pending.thumbprint_sha1).into()
+            );
+        }
+        Ok(Promoted {
+            current: CertificateRef { path: stable.clone(), cer_path: current.cer_path.clone(), ..pending.clone() },
+            retired: CertificateRef { path: kept, ..current.clone() },
+        })
     }
 
     fn discard(&self, reference: &CertificateRef) -> Result<(), cba_http::BoxError> {
